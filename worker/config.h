@@ -1,0 +1,98 @@
+/*
+ * config.h - the worker's immutable configuration: defaults, then a JSON file, then QUENCH_*
+ * environment variables, then secrets read from files. Validated once at start; every error names
+ * the key. The layout follows schemas/config.schema.json.
+ */
+#ifndef QN_CONFIG_H
+#define QN_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "qn/buf.h"
+#include "qn/err.h"
+#include "task_kind.h"
+
+/* One librdkafka property passed through. Secret values are wiped when freed, never printed. */
+struct qn_kv {
+    char *key;
+    char *value;
+    bool secret;
+};
+
+struct qn_string_list {
+    char **items;
+    size_t count;
+};
+
+struct qn_config {
+    char *log_level;
+    char *group_id;
+    struct qn_kv *kafka; /* pass-through properties, in file order, env overrides last */
+    size_t kafka_count;
+
+    struct {
+        char *input;
+        char *verdicts;
+        char *work;
+        char *state;
+        char *outcomes;
+        char *dlq;
+    } topics;
+
+    struct {
+        long max_record_bytes;
+        long max_depth;
+        long dedup_capacity;
+        struct qn_string_list extra_alert_types;
+    } ingest;
+
+    struct {
+        char *address;
+        long port;
+    } http;
+
+    struct {
+        bool dry_run;
+        enum qn_mode modes[QN_TASK_KIND__COUNT];
+    } policy;
+
+    struct {
+        char *security_contact;
+        struct qn_string_list owner_tags;
+    } contact;
+
+    struct {
+        long budget_ms;
+    } shutdown;
+};
+
+/*
+ * @brief Builds the configuration: defaults, then @p path (may be NULL), then the environment
+ *        @p envp (NULL-terminated "NAME=value" strings; may be NULL).
+ * @returns QN_OK, or QN_ERR_CONFIG with @p err naming the key. The caller owns *out.
+ */
+QN_NODISCARD qn_err_t qn_config_load(const char *path,
+                                     char *const *envp,
+                                     struct qn_config **out,
+                                     struct qn_error *err);
+
+/* Skip the checks that only matter with Kafka (bootstrap.servers), for `quench plan`. */
+#define QN_CONFIG_OFFLINE 0x1
+
+/* Same as qn_config_load, with QN_CONFIG_* @p flags. */
+QN_NODISCARD qn_err_t qn_config_load_flags(
+    const char *path, char *const *envp, int flags, struct qn_config **out, struct qn_error *err);
+
+void qn_config_free(struct qn_config *cfg);
+
+/* @returns the value of a pass-through kafka property, or NULL. Borrowed from @p cfg. */
+const char *qn_config_kafka_get(const struct qn_config *cfg, const char *key);
+
+/* Renders the effective configuration as JSON with secret values replaced by "[redacted]". */
+QN_NODISCARD qn_err_t qn_config_render_redacted(const struct qn_config *cfg, struct qn_buf *out);
+
+/* @returns the effective mode of @p kind: observe whenever dry_run is on. */
+enum qn_mode qn_config_effective_mode(const struct qn_config *cfg, enum qn_task_kind kind);
+
+#endif
