@@ -45,6 +45,7 @@ struct entry {
 static const struct entry config_table[] = {
     {"log_level", "QUENCH_LOG_LEVEL", T_STR, OFF(log_level), 0, 0, "info"},
     {"group_id", "QUENCH_GROUP_ID", T_STR, OFF(group_id), 0, 0, "quench"},
+    {"role", "QUENCH_ROLE", T_STR, OFF(role), 0, 0, "all"},
     {"kafka", NULL, T_KAFKA, 0, 0, 0, NULL},
     {"kafka_secret_files", NULL, T_KAFKA_FILES, 0, 0, 0, NULL},
     {"topics.input", "QUENCH_TOPICS_INPUT", T_STR, OFF(topics.input), 0, 0, "defender.alerts"},
@@ -541,6 +542,13 @@ static qn_err_t apply_defaults(struct qn_config *cfg, struct qn_error *err)
     return QN_OK;
 }
 
+/* librdkafka properties whose values are secrets even when given inline. */
+static bool kafka_key_is_secret(const char *key)
+{
+    return strstr(key, "password") != NULL || strstr(key, "secret") != NULL ||
+           strstr(key, "sasl.oauthbearer.config") != NULL || strcmp(key, "ssl.key.pem") == 0;
+}
+
 static bool topic_name_ok(const char *name)
 {
     size_t len = strlen(name);
@@ -566,6 +574,25 @@ static qn_err_t validate(const struct qn_config *cfg, int flags, struct qn_error
         return qn_error_set(err, QN_ERR_CONFIG,
                             "config key 'log_level': '%s' is not error, warn, info, debug or trace",
                             cfg->log_level);
+    }
+    if (strcmp(cfg->role, "all") != 0 && strcmp(cfg->role, "ingest") != 0 &&
+        strcmp(cfg->role, "respond") != 0) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'role': '%s' is not all, ingest or respond", cfg->role);
+    }
+    for (size_t i = 0; i < cfg->kafka_count; i++) {
+        const char *key = cfg->kafka[i].key;
+        if (!cfg->kafka[i].secret && kafka_key_is_secret(key)) {
+            return qn_error_set(err, QN_ERR_CONFIG,
+                                "config key 'kafka.%s' holds a secret: name a file holding it in "
+                                "'kafka_secret_files' instead",
+                                key);
+        }
+        if (strcmp(key, "group.id") == 0 || strcmp(key, "partitioner") == 0 ||
+            strcmp(key, "enable.auto.offset.store") == 0) {
+            return qn_error_set(err, QN_ERR_CONFIG, "config key 'kafka.%s' is managed by quench%s",
+                                key, strcmp(key, "group.id") == 0 ? ": use 'group_id'" : "");
+        }
     }
     if (cfg->group_id[0] == '\0') {
         return qn_error_set(err, QN_ERR_CONFIG, "config key 'group_id' must not be empty");
@@ -673,13 +700,6 @@ const char *qn_config_kafka_get(const struct qn_config *cfg, const char *key)
 enum qn_mode qn_config_effective_mode(const struct qn_config *cfg, enum qn_task_kind kind)
 {
     return cfg->policy.dry_run ? QN_MODE_OBSERVE : cfg->policy.modes[kind];
-}
-
-/* librdkafka properties whose values are secrets even when given inline. */
-static bool kafka_key_is_secret(const char *key)
-{
-    return strstr(key, "password") != NULL || strstr(key, "secret") != NULL ||
-           strstr(key, "sasl.oauthbearer.config") != NULL || strstr(key, ".pem") != NULL;
 }
 
 static cJSON *list_to_json(const struct qn_string_list *list)

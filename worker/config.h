@@ -28,6 +28,7 @@ struct qn_string_list {
 struct qn_config {
     char *log_level;
     char *group_id;
+    char *role;          /* "all", "ingest" (input and verdicts only) or "respond" (work only) */
     struct qn_kv *kafka; /* pass-through properties, in file order, env overrides last */
     size_t kafka_count;
 

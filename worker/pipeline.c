@@ -595,9 +595,13 @@ static int create_kafka(struct worker *w)
     rd_kafka_queue_io_event_enable(w->producer_queue, w->producer_pipe[1], "1", 1);
 
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(3);
-    rd_kafka_topic_partition_list_add(topics, w->cfg->topics.input, RD_KAFKA_PARTITION_UA);
-    rd_kafka_topic_partition_list_add(topics, w->cfg->topics.verdicts, RD_KAFKA_PARTITION_UA);
-    rd_kafka_topic_partition_list_add(topics, w->cfg->topics.work, RD_KAFKA_PARTITION_UA);
+    if (strcmp(w->cfg->role, "respond") != 0) {
+        rd_kafka_topic_partition_list_add(topics, w->cfg->topics.input, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_add(topics, w->cfg->topics.verdicts, RD_KAFKA_PARTITION_UA);
+    }
+    if (strcmp(w->cfg->role, "ingest") != 0) {
+        rd_kafka_topic_partition_list_add(topics, w->cfg->topics.work, RD_KAFKA_PARTITION_UA);
+    }
     rd_kafka_resp_err_t err = rd_kafka_subscribe(w->consumer, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -693,11 +697,13 @@ static int setup(struct worker *w)
     }
     qn_loop_timer_arm(w->tick, 0);
     char fields[512];
-    snprintf(fields, sizeof(fields),
-             "\"version\":\"%s\",\"group_id\":\"%s\",\"input\":\"%s\",\"work\":\"%s\","
-             "\"outcomes\":\"%s\",\"dlq\":\"%s\",\"http_port\":%u",
-             qn_worker_version(), w->cfg->group_id, w->cfg->topics.input, w->cfg->topics.work,
-             w->cfg->topics.outcomes, w->cfg->topics.dlq, (unsigned)qn_httpd_port(w->httpd));
+    snprintf(
+        fields, sizeof(fields),
+        "\"version\":\"%s\",\"role\":\"%s\",\"group_id\":\"%s\",\"input\":\"%s\",\"work\":\"%s\","
+        "\"outcomes\":\"%s\",\"dlq\":\"%s\",\"http_port\":%u",
+        qn_worker_version(), w->cfg->role, w->cfg->group_id, w->cfg->topics.input,
+        w->cfg->topics.work, w->cfg->topics.outcomes, w->cfg->topics.dlq,
+        (unsigned)qn_httpd_port(w->httpd));
     qn_log_fields(QN_LOG_LEVEL_INFO, "worker", fields, "quench started (observe mode)");
     return 0;
 }
