@@ -105,6 +105,7 @@ qn_err_t qn_buf_printf(struct qn_buf *buf, const char *fmt, ...)
 qn_err_t qn_buf_append_json_str(struct qn_buf *buf, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t start = buf->len;
     qn_err_t rc = qn_buf_append_char(buf, '"');
     for (size_t i = 0; rc == QN_OK && i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -137,6 +138,11 @@ qn_err_t qn_buf_append_json_str(struct qn_buf *buf, const char *s, size_t len)
     if (rc == QN_OK) {
         rc = qn_buf_append_char(buf, '"');
     }
+    if (rc != QN_OK && buf->data != NULL) {
+        /* a failed append keeps what the buffer held before */
+        buf->len = start;
+        buf->data[start] = '\0';
+    }
     return rc;
 }
 
@@ -147,6 +153,13 @@ const char *qn_buf_cstr(const struct qn_buf *buf)
 
 char *qn_buf_detach(struct qn_buf *buf, size_t *len)
 {
+    if (buf->len == 0) {
+        qn_buf_fini(buf);
+        if (len != NULL) {
+            *len = 0;
+        }
+        return NULL;
+    }
     char *data = buf->data;
     if (len != NULL) {
         *len = buf->len;

@@ -97,7 +97,11 @@ static void test_json_string_escaping(void **state)
     qn_buf_fini(&buf);
 
     qn_buf_init(&buf, 5);
+    assert_int_equal(qn_buf_append_str(&buf, "ab"), QN_OK);
     assert_int_equal(qn_buf_append_json_str(&buf, "\n\n\n", 3), QN_ERR_TOO_BIG);
+    /* a failed append leaves what was there before */
+    assert_string_equal(qn_buf_cstr(&buf), "ab");
+    assert_int_equal(buf.len, 2);
     qn_buf_fini(&buf);
 }
 
@@ -126,6 +130,12 @@ static void test_detach(void **state)
     assert_string_equal(data, "again");
     qn_free(data);
     assert_int_equal(buf.max, 64);
+
+    /* emptied by a reset, a used buffer detaches to NULL like a fresh one */
+    assert_int_equal(qn_buf_append_str(&buf, "x"), QN_OK);
+    qn_buf_reset(&buf);
+    assert_null(qn_buf_detach(&buf, &len));
+    assert_int_equal(len, 0);
     qn_buf_fini(&buf);
 }
 
