@@ -122,7 +122,27 @@ struct decoder {
     struct qn_alert *alert;
     enum qn_reject_reason *reason;
     struct qn_error *err;
+    int oom; /* an allocation failed: the decode fails with QN_ERR_NOMEM, never a partial alert */
 };
+
+/* qn_strdup that records a failure in the decoder. NULL in, NULL out (not a failure). */
+static char *dup(struct decoder *dec, const char *s)
+{
+    char *copy = qn_strdup(s);
+    if (s != NULL && copy == NULL) {
+        dec->oom = 1;
+    }
+    return copy;
+}
+
+static char *dupn(struct decoder *dec, const char *s, size_t n)
+{
+    char *copy = qn_strndup(s, n);
+    if (copy == NULL) {
+        dec->oom = 1;
+    }
+    return copy;
+}
 
 static qn_err_t fail(struct decoder *dec, enum qn_reject_reason reason, const char *fmt, ...)
     QN_PRINTF(3, 4);
@@ -169,9 +189,25 @@ static qn_err_t take_str(struct decoder *dec, const cJSON *obj, const char *key,
     qn_free(*out);
     *out = qn_strdup(item->valuestring);
     if (*out == NULL) {
-        return fail(dec, QN_REJECT_INVALID_ALERT, "out of memory decoding '%s'", key);
+        dec->oom = 1;
+        return QN_ERR_NOMEM;
     }
     return QN_OK;
+}
+
+bool qn_alert_id_is_valid(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > MAX_ID_LEN || strcmp(id, ".") == 0 || strcmp(id, "..") == 0) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c <= 0x20 || c == 0x7f || c == '/' || c == '\\' || c == '?' || c == '#' || c == '%') {
+            return false;
+        }
+    }
+    return true;
 }
 
 static bool alert_type_ok(const char *type)
@@ -247,6 +283,9 @@ static qn_err_t add_account(struct decoder *dec,
                             const char *tenant_id,
                             const char *source)
 {
+    if (dec->oom) {
+        return QN_ERR_NOMEM;
+    }
     struct qn_alert *a = dec->alert;
     for (size_t i = 0; i < a->account_count; i++) {
         struct qn_account *acc = &a->accounts[i];
@@ -254,10 +293,10 @@ static qn_err_t add_account(struct decoder *dec,
              strcasecmp(aad_user_id, acc->aad_user_id) == 0) ||
             (upn != NULL && acc->upn != NULL && strcasecmp(upn, acc->upn) == 0)) {
             if (acc->aad_user_id == NULL && aad_user_id != NULL) {
-                acc->aad_user_id = qn_strdup(aad_user_id);
+                acc->aad_user_id = dup(dec, aad_user_id);
             }
             if (acc->upn == NULL && upn != NULL) {
-                acc->upn = qn_strdup(upn);
+                acc->upn = dup(dec, upn);
             }
             return QN_OK;
         }
@@ -268,14 +307,15 @@ static qn_err_t add_account(struct decoder *dec,
     struct qn_account *accounts =
         qn_realloc(a->accounts, (a->account_count + 1) * sizeof(*accounts));
     if (accounts == NULL) {
-        return fail(dec, QN_REJECT_INVALID_ALERT, "out of memory");
+        dec->oom = 1;
+        return QN_ERR_NOMEM;
     }
     a->accounts = accounts;
     struct qn_account *acc = &accounts[a->account_count++];
-    acc->aad_user_id = qn_strdup(aad_user_id);
-    acc->upn = qn_strdup(upn);
-    acc->name = qn_strdup(name);
-    acc->tenant_id = qn_strdup(tenant_id);
+    acc->aad_user_id = dup(dec, aad_user_id);
+    acc->upn = dup(dec, upn);
+    acc->name = dup(dec, name);
+    acc->tenant_id = dup(dec, tenant_id);
     acc->source = source;
     return QN_OK;
 }
@@ -285,11 +325,14 @@ static qn_err_t add_vm(struct decoder *dec,
                        const struct qn_resid *rid,
                        const char *os_family)
 {
+    if (dec->oom) {
+        return QN_ERR_NOMEM;
+    }
     struct qn_alert *a = dec->alert;
     for (size_t i = 0; i < a->vm_count; i++) {
         if (strcasecmp(a->vms[i].resource_id, resource_id) == 0) {
             if (a->vms[i].os_family == NULL && os_family != NULL) {
-                a->vms[i].os_family = qn_strdup(os_family);
+                a->vms[i].os_family = dup(dec, os_family);
             }
             return QN_OK;
         }
@@ -299,18 +342,22 @@ static qn_err_t add_vm(struct decoder *dec,
     }
     struct qn_vm *vms = qn_realloc(a->vms, (a->vm_count + 1) * sizeof(*vms));
     if (vms == NULL) {
-        return fail(dec, QN_REJECT_INVALID_ALERT, "out of memory");
+        dec->oom = 1;
+        return QN_ERR_NOMEM;
     }
     a->vms = vms;
     struct qn_vm *vm = &vms[a->vm_count++];
-    vm->resource_id = qn_strdup(resource_id);
-    vm->name = qn_strdup(rid->name);
-    vm->os_family = qn_strdup(os_family);
+    vm->resource_id = dup(dec, resource_id);
+    vm->name = dup(dec, rid->name);
+    vm->os_family = dup(dec, os_family);
     return QN_OK;
 }
 
 static qn_err_t add_ip(struct decoder *dec, const char *ip)
 {
+    if (dec->oom) {
+        return QN_ERR_NOMEM;
+    }
     struct qn_alert *a = dec->alert;
     if (strlen(ip) > 64 || has_control_chars(ip) || a->ip_count == MAX_LIST_ITEMS) {
         return QN_OK;
@@ -322,10 +369,11 @@ static qn_err_t add_ip(struct decoder *dec, const char *ip)
     }
     char **ips = qn_realloc(a->ips, (a->ip_count + 1) * sizeof(*ips));
     if (ips == NULL) {
-        return fail(dec, QN_REJECT_INVALID_ALERT, "out of memory");
+        dec->oom = 1;
+        return QN_ERR_NOMEM;
     }
     a->ips = ips;
-    ips[a->ip_count] = qn_strdup(ip);
+    ips[a->ip_count] = dup(dec, ip);
     a->ip_count++;
     return QN_OK;
 }
@@ -372,7 +420,7 @@ static qn_err_t decode_account(struct decoder *dec, const cJSON *e)
         return QN_OK; /* a local account (e.g. on a VM) names no directory principal */
     }
     if (tenant != NULL && dec->alert->tenant_id == NULL && qn_is_guid(tenant)) {
-        dec->alert->tenant_id = qn_strdup(tenant);
+        dec->alert->tenant_id = dup(dec, tenant);
     }
     return add_account(dec, aad, upn_ptr, name, tenant, "entity");
 }
@@ -393,6 +441,32 @@ static qn_err_t decode_resource_entity(struct decoder *dec,
     return QN_OK;
 }
 
+static qn_err_t decode_entity(struct decoder *dec, const cJSON *e, const char *where)
+{
+    const char *type = entity_str(dec, e, "Type");
+    if (type == NULL) {
+        return QN_OK;
+    }
+    if (strcasecmp(type, "account") == 0) {
+        return decode_account(dec, e);
+    }
+    if (strcasecmp(type, "host") == 0) {
+        const char *azure_id = entity_str(dec, e, "AzureID");
+        return azure_id == NULL
+                   ? QN_OK
+                   : decode_resource_entity(dec, where, azure_id, entity_str(dec, e, "OSFamily"));
+    }
+    if (strcasecmp(type, "azure-resource") == 0) {
+        const char *res = entity_str(dec, e, "ResourceId");
+        return res == NULL ? QN_OK : decode_resource_entity(dec, where, res, NULL);
+    }
+    if (strcasecmp(type, "ip") == 0) {
+        const char *addr = entity_str(dec, e, "Address");
+        return addr == NULL ? QN_OK : add_ip(dec, addr);
+    }
+    return QN_OK;
+}
+
 static qn_err_t decode_entities(struct decoder *dec)
 {
     const cJSON *entities = cJSON_GetObjectItem(dec->body, "Entities");
@@ -406,39 +480,34 @@ static qn_err_t decode_entities(struct decoder *dec)
         return fail(dec, QN_REJECT_INVALID_ALERT, "field 'Entities' has too many entries");
     }
     index_refs(dec, entities, 0);
+    /* Entities to decode: each top-level entity (after resolving a $ref) and every object that
+     * carries an "$id" anywhere in the tree (e.g. an account nested in a host), each once. */
+    const cJSON *seen[MAX_ENTITIES + MAX_REF_INDEX];
+    size_t seen_count = 0;
     int index = 0;
     const cJSON *raw = NULL;
     cJSON_ArrayForEach(raw, entities)
     {
-        char where[64];
-        snprintf(where, sizeof(where), "Entities[%d]", index++);
         const cJSON *e = resolve(dec, raw);
-        if (!cJSON_IsObject(e) || cJSON_GetObjectItem(raw, "$ref") != NULL) {
-            continue; /* unresolvable, or a back-reference to an entity handled on its own */
+        if (cJSON_IsObject(e)) {
+            seen[seen_count++] = e;
         }
-        const char *type = entity_str(dec, e, "Type");
-        if (type == NULL) {
+    }
+    for (size_t i = 0; i < dec->ref_count; i++) {
+        seen[seen_count++] = dec->refs[i].node;
+    }
+    for (size_t i = 0; i < seen_count; i++) {
+        const cJSON *e = seen[i];
+        int duplicate = 0;
+        for (size_t j = 0; j < i && !duplicate; j++) {
+            duplicate = seen[j] == e;
+        }
+        if (duplicate) {
             continue;
         }
-        qn_err_t rc = QN_OK;
-        if (strcasecmp(type, "account") == 0) {
-            rc = decode_account(dec, e);
-        } else if (strcasecmp(type, "host") == 0) {
-            const char *azure_id = entity_str(dec, e, "AzureID");
-            if (azure_id != NULL) {
-                rc = decode_resource_entity(dec, where, azure_id, entity_str(dec, e, "OSFamily"));
-            }
-        } else if (strcasecmp(type, "azure-resource") == 0) {
-            const char *res = entity_str(dec, e, "ResourceId");
-            if (res != NULL) {
-                rc = decode_resource_entity(dec, where, res, NULL);
-            }
-        } else if (strcasecmp(type, "ip") == 0) {
-            const char *addr = entity_str(dec, e, "Address");
-            if (addr != NULL) {
-                rc = add_ip(dec, addr);
-            }
-        }
+        char where[64];
+        snprintf(where, sizeof(where), "Entities[%d]", index++);
+        qn_err_t rc = decode_entity(dec, e, where);
         if (rc != QN_OK) {
             return rc;
         }
@@ -469,7 +538,7 @@ static qn_err_t decode_resource(struct decoder *dec)
             tenant = str_item(ident, "AadTenantId");
         }
         if (tenant != NULL && a->tenant_id == NULL && qn_is_guid(tenant)) {
-            a->tenant_id = qn_strdup(tenant);
+            a->tenant_id = dup(dec, tenant);
         }
         if (type != NULL && strcasecmp(type, "AzureResource") == 0 && res != NULL) {
             char where[64];
@@ -480,7 +549,7 @@ static qn_err_t decode_resource(struct decoder *dec)
                 return rc;
             }
             if (a->resource_id == NULL) {
-                a->resource_id = qn_strdup(res);
+                a->resource_id = dup(dec, res);
             }
         }
         index++;
@@ -494,9 +563,9 @@ static qn_err_t decode_resource(struct decoder *dec)
     if (rc != QN_OK) {
         return rc;
     }
-    a->subscription_id = qn_strdup(rid.subscription);
+    a->subscription_id = dup(dec, rid.subscription);
     if (rid.resource_group[0] != '\0') {
-        a->resource_group = qn_strdup(rid.resource_group);
+        a->resource_group = dup(dec, rid.resource_group);
     }
     if (qn_resid_is_vm(&rid)) {
         rc = add_vm(dec, a->resource_id, &rid, NULL);
@@ -519,7 +588,7 @@ static void decode_location(struct decoder *dec)
         n++;
     }
     if (n > 0 && (at[n] == '\0' || at[n] == '/' || at[n] == '?')) {
-        a->location = qn_strndup(at, n);
+        a->location = dupn(dec, at, n);
     }
 }
 
@@ -535,7 +604,7 @@ static qn_err_t decode_extended(struct decoder *dec)
     }
     const char *ip = str_item(ext, "Client IP address");
     if (ip != NULL && strlen(ip) <= 64 && !has_control_chars(ip)) {
-        a->client_ip = qn_strdup(ip);
+        a->client_ip = dup(dec, ip);
         qn_err_t rc = add_ip(dec, ip);
         if (rc != QN_OK) {
             return rc;
@@ -615,20 +684,21 @@ static qn_err_t decode_identity(struct decoder *dec)
     if (id == NULL || cJSON_IsNull(id) || (cJSON_IsString(id) && id->valuestring[0] == '\0')) {
         return fail(dec, QN_REJECT_NO_ALERT_ID, "record has no SystemAlertId");
     }
-    if (!cJSON_IsString(id) || strlen(id->valuestring) > MAX_ID_LEN ||
-        has_control_chars(id->valuestring)) {
+    if (!cJSON_IsString(id) || !qn_alert_id_is_valid(id->valuestring)) {
         return fail(dec, QN_REJECT_INVALID_ALERT,
-                    "SystemAlertId must be a string of printable characters up to 512 bytes");
+                    "SystemAlertId must be 1-512 bytes without '/', '\\\\', '?', '#', '%%', "
+                    "whitespace or control characters");
     }
     const cJSON *type = cJSON_GetObjectItem(dec->body, "AlertType");
     if (!cJSON_IsString(type) || !alert_type_ok(type->valuestring)) {
         return fail(dec, QN_REJECT_INVALID_ALERT,
                     "AlertType must be a string of letters, digits, '_', '.' or '-'");
     }
-    a->id = qn_strdup(id->valuestring);
-    a->type = qn_strdup(type->valuestring);
+    a->id = dup(dec, id->valuestring);
+    a->type = dup(dec, type->valuestring);
     if (a->id == NULL || a->type == NULL) {
-        return fail(dec, QN_REJECT_INVALID_ALERT, "out of memory");
+        dec->oom = 1;
+        return QN_ERR_NOMEM;
     }
     return QN_OK;
 }
@@ -642,8 +712,7 @@ qn_err_t qn_alert_decode(const cJSON *record,
     memset(out, 0, sizeof(*out));
     *reason = QN_REJECT_NONE;
     if (dec == NULL) {
-        *reason = QN_REJECT_INVALID_ALERT;
-        return qn_error_set(err, QN_ERR_NOMEM, "out of memory");
+        return qn_error_set(err, QN_ERR_NOMEM, "out of memory decoding the alert");
     }
     dec->alert = out;
     dec->reason = reason;
@@ -683,12 +752,19 @@ qn_err_t qn_alert_decode(const cJSON *record,
                     n++;
                 }
                 if (loc != NULL && n > 0) {
-                    out->location = qn_strndup(loc + 11, n);
+                    out->location = dupn(dec, loc + 11, n);
                 }
             }
         }
     }
+    int oom = dec->oom || rc == QN_ERR_NOMEM;
     qn_free(dec);
+    if (oom) {
+        /* Not the record's fault: the caller must not dead-letter it. */
+        qn_alert_fini(out);
+        *reason = QN_REJECT_NONE;
+        return qn_error_set(err, QN_ERR_NOMEM, "out of memory decoding the alert");
+    }
     if (rc != QN_OK) {
         qn_alert_fini(out);
         if (*reason == QN_REJECT_NONE) {

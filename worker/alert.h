@@ -111,4 +111,10 @@ bool qn_alert_type_matches(const char *type, const char *pattern);
 
 const char *qn_alert_status_name(enum qn_alert_status status);
 
+/*
+ * @returns true if @p id is acceptable as an alert id: 1-512 bytes, no '/', '\\', '?', '#', '%',
+ * whitespace or control characters, and not "." or "..". Alert ids end up in URL paths.
+ */
+bool qn_alert_id_is_valid(const char *id);
+
 #endif

@@ -338,6 +338,14 @@ static qn_err_t apply_json_entry(struct qn_config *cfg,
             if (e->type == T_KAFKA) {
                 rc = kafka_set(cfg, el->string, text, false);
             } else {
+                for (size_t i = 0; i < cfg->kafka_count; i++) {
+                    if (strcmp(cfg->kafka[i].key, el->string) == 0 && !cfg->kafka[i].secret) {
+                        return qn_error_set(err, QN_ERR_CONFIG,
+                                            "config key 'kafka.%s' is set inline and in "
+                                            "'kafka_secret_files': keep only the file",
+                                            el->string);
+                    }
+                }
                 char *secret = NULL;
                 rc = read_secret_file(text, el->string, &secret, err);
                 if (rc != QN_OK) {
@@ -402,7 +410,7 @@ static qn_err_t apply_json(struct qn_config *cfg, const cJSON *root, struct qn_e
             }
             continue;
         }
-        const struct entry *e = find_entry(item->string);
+        const struct entry *e = strchr(item->string, '.') == NULL ? find_entry(item->string) : NULL;
         if (e == NULL) {
             return qn_error_set(err, QN_ERR_CONFIG, "unknown config key '%s'", item->string);
         }
@@ -750,9 +758,13 @@ qn_err_t qn_config_render_redacted(const struct qn_config *cfg, struct qn_buf *o
         case T_BOOL:
             cJSON_AddBoolToObject(parent, leaf, *bool_field(mut, e));
             break;
-        case T_STRLIST:
-            cJSON_AddItemToObject(parent, leaf, list_to_json(list_field(mut, e)));
+        case T_STRLIST: {
+            cJSON *list = list_to_json(list_field(mut, e));
+            if (list != NULL && !cJSON_AddItemToObject(parent, leaf, list)) {
+                cJSON_Delete(list);
+            }
             break;
+        }
         case T_MODES: {
             cJSON *modes = cJSON_AddObjectToObject(parent, leaf);
             for (int k = 0; modes != NULL && k < QN_TASK_KIND__COUNT; k++) {

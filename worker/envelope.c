@@ -93,6 +93,9 @@ static size_t skip_value(const char *d, size_t len, size_t pos)
             }
             continue;
         }
+        if (depth == 0 && i > pos && (c == ',' || c == ']' || c == '}' || is_ws(c))) {
+            return i; /* end of a scalar */
+        }
         if (c == '"') {
             in_str = 1;
         } else if (c == '{' || c == '[') {
@@ -102,8 +105,6 @@ static size_t skip_value(const char *d, size_t len, size_t pos)
             if (depth == 0) {
                 return i + 1;
             }
-        } else if (depth == 0 && (c == ',' || is_ws(c))) {
-            return i; /* end of a scalar */
         }
     }
     return len;
@@ -136,25 +137,16 @@ static int emit_array(const char *d,
     return index;
 }
 
-/* Finds the value of member @p key at the top level of the valid JSON object at d[pos]. */
-static size_t find_member(const char *d, size_t len, size_t pos, const char *key)
+/*
+ * Finds the value of the only member of the valid JSON object at d[pos]. is_records_batch has
+ * already checked (through cJSON, which decodes escapes such as "\u0072ecords") that this member
+ * is "records", so the raw key bytes need no comparison here.
+ */
+static size_t first_member_value(const char *d, size_t len, size_t pos)
 {
-    size_t key_len = strlen(key);
     pos = skip_ws(d, len, pos + 1); /* past '{' */
-    while (pos < len && d[pos] == '"') {
-        size_t key_end = skip_value(d, len, pos);
-        int match = key_end - pos == key_len + 2 && strncasecmp(d + pos + 1, key, key_len) == 0;
-        pos = skip_ws(d, len, key_end);
-        pos = skip_ws(d, len, pos + 1); /* past ':' */
-        if (match) {
-            return pos;
-        }
-        pos = skip_ws(d, len, skip_value(d, len, pos));
-        if (pos < len && d[pos] == ',') {
-            pos = skip_ws(d, len, pos + 1);
-        }
-    }
-    return len;
+    pos = skip_ws(d, len, skip_value(d, len, pos));
+    return skip_ws(d, len, pos + 1); /* past ':' */
 }
 
 static int is_records_batch(const cJSON *obj)
@@ -210,7 +202,7 @@ static int split_document(const char *d,
         count = emit_array(d, len, start, root, base_index, fn, opaque);
     } else if (cJSON_IsObject(root) && is_records_batch(root)) {
         *kind = QN_ENVELOPE_RECORDS;
-        size_t at = find_member(d, len, start, "records");
+        size_t at = first_member_value(d, len, start);
         count =
             emit_array(d, len, at, cJSON_GetObjectItem(root, "records"), base_index, fn, opaque);
     } else {
@@ -226,14 +218,15 @@ static int split_document(const char *d,
 }
 
 /* NDJSON only makes sense if some line is JSON; otherwise the value is garbage as a whole. */
-static int any_line_is_json(const char *data, size_t len)
+static int any_line_is_json(const char *data, size_t len, int max_depth)
 {
     size_t pos = 0;
     while (pos < len) {
         const char *nl = memchr(data + pos, '\n', len - pos);
         size_t line_end = nl != NULL ? (size_t)(nl - data) : len;
         size_t a = skip_ws(data, line_end, pos);
-        if (a < line_end && (data[a] == '{' || data[a] == '[')) {
+        if (a < line_end && (data[a] == '{' || data[a] == '[') &&
+            qn_json_depth(data + a, line_end - a, max_depth) <= max_depth) {
             cJSON *doc = cJSON_ParseWithLength(data + a, line_end - a);
             if (doc != NULL) {
                 cJSON_Delete(doc);
@@ -278,7 +271,7 @@ int qn_envelope_split(const char *data,
         reject(data, len, 0, QN_REJECT_NOT_JSON, "record is not valid JSON", fn, opaque);
         return 1;
     }
-    if (!any_line_is_json(data, len)) {
+    if (!any_line_is_json(data, len, limits->max_depth)) {
         reject(data, len, 0, QN_REJECT_NOT_JSON, "record is not valid JSON", fn, opaque);
         return 1;
     }

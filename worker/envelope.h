@@ -60,7 +60,8 @@ typedef void (*qn_envelope_record_fn)(const struct qn_envelope_record *rec, void
 /*
  * @brief Splits @p data into records and calls @p fn once per record, in order.
  * @param kind_out may be NULL; receives the envelope kind that was recognised.
- * @returns the number of records reported (at least 1 for any input, even an empty one).
+ * @returns the number of records reported: 0 for an empty batch ([] or {"records":[]}), else at
+ *          least 1 (an empty or unreadable value is one rejected record).
  */
 int qn_envelope_split(const char *data,
                       size_t len,

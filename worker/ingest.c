@@ -158,15 +158,7 @@ static const char *raw_alert_id(const cJSON *json)
     if (id == NULL && cJSON_IsObject(props)) {
         id = cJSON_GetObjectItem(props, "systemAlertId");
     }
-    if (cJSON_IsString(id) && id->valuestring[0] != '\0' && strlen(id->valuestring) <= 512) {
-        for (const unsigned char *p = (const unsigned char *)id->valuestring; *p != '\0'; p++) {
-            if (*p < 0x20 || *p == 0x7f) {
-                return NULL;
-            }
-        }
-        return id->valuestring;
-    }
-    return NULL;
+    return cJSON_IsString(id) && qn_alert_id_is_valid(id->valuestring) ? id->valuestring : NULL;
 }
 
 /* The AlertType of either shape, before decoding, or NULL. */
@@ -192,7 +184,15 @@ static void handle_alert(struct value_ctx *ctx, const struct qn_envelope_record 
     struct qn_alert alert;
     enum qn_reject_reason reason = QN_REJECT_NONE;
     struct qn_error err = {0};
-    if (qn_alert_decode(rec->json, &alert, &reason, &err) != QN_OK) {
+    qn_err_t rc = qn_alert_decode(rec->json, &alert, &reason, &err);
+    if (rc == QN_ERR_NOMEM) {
+        /* not the record's fault: fail the value so its offset is not stored */
+        if (ctx->rc == QN_OK) {
+            ctx->rc = rc;
+        }
+        return;
+    }
+    if (rc != QN_OK) {
         reject(ctx, rec, reason, err.msg, raw_alert_id(rec->json));
         return;
     }

@@ -291,7 +291,7 @@ static void handle_message(struct worker *w, rd_kafka_message_t *rkm)
         qn_tracker_fail(ctx.node);
         begin_fatal(w, "a message could not be handled");
     }
-    qn_tracker_unref(ctx.node);
+    qn_tracker_end(ctx.node);
 }
 
 static void set_paused(struct worker *w, int pause)

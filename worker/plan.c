@@ -10,8 +10,10 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "qn/mem.h"
+#include "qn/resid.h"
 
 #define MAX_TASKS 256
 
@@ -91,8 +93,19 @@ static void set_evidence(struct planner *p, int task, const char *field, const c
 static void build_tasks(struct planner *p)
 {
     const struct qn_alert *a = p->alert;
+    struct qn_resid rid;
+    const char *owner_type = "resource";
+    if (qn_resid_parse(a->resource_id, 0, &rid, NULL) == QN_OK) {
+        if (qn_resid_is_subscription(&rid)) {
+            owner_type = "subscription";
+        } else if (qn_resid_is_vm(&rid)) {
+            owner_type = "vm";
+        } else if (rid.provider[0] == '\0') {
+            owner_type = "resource_group";
+        }
+    }
     int owner =
-        add_task(p, QN_TASK_RESOLVE_OWNER, "subscription", a->resource_id, a->compromised_entity,
+        add_task(p, QN_TASK_RESOLVE_OWNER, owner_type, a->resource_id, a->compromised_entity,
                  "ask the resource owner whether the activity was expected");
     set_evidence(p, owner, "AzureResourceId", a->resource_id);
     int evidence = add_task(p, QN_TASK_COLLECT_EVIDENCE, "subscription", a->subscription_id, NULL,
@@ -170,12 +183,12 @@ static qn_err_t emit_contact(struct planner *p)
     char rg_scope[200];
     const char *scopes[3] = {NULL, NULL, NULL};
     size_t n_scopes = 0;
-    if (strcmp(a->resource_id, sub_scope) != 0) {
+    if (strcasecmp(a->resource_id, sub_scope) != 0) {
         scopes[n_scopes++] = a->resource_id;
     }
     if (a->resource_group != NULL) {
         snprintf(rg_scope, sizeof(rg_scope), "%s/resourceGroups/%s", sub_scope, a->resource_group);
-        if (strcmp(rg_scope, a->resource_id) != 0) {
+        if (strcasecmp(rg_scope, a->resource_id) != 0) {
             scopes[n_scopes++] = rg_scope;
         }
     }

@@ -157,15 +157,22 @@ static void advance(struct partition_track *pt)
     }
 }
 
+static void release(struct qn_track_node *n)
+{
+    if (--n->refs == 0) {
+        advance(n->pt);
+    }
+}
+
 void qn_tracker_unref(struct qn_track_node *n)
 {
-    struct partition_track *pt = n->pt;
-    if (n->refs > 1) {
-        pt->tracker->inflight--;
-    }
-    if (--n->refs == 0) {
-        advance(pt);
-    }
+    n->pt->tracker->inflight--;
+    release(n);
+}
+
+void qn_tracker_end(struct qn_track_node *n)
+{
+    release(n);
 }
 
 void qn_tracker_fail(struct qn_track_node *n)

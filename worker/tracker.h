@@ -37,8 +37,11 @@ qn_tracker_begin(struct qn_tracker *tracker, const char *topic, int32_t partitio
 /* Adds a reference for one produce request in flight. */
 void qn_tracker_ref(struct qn_track_node *node);
 
-/* Drops a reference; at zero the message is done and offsets may be stored. */
+/* Drops the reference of one produce request (acknowledged or refused). */
 void qn_tracker_unref(struct qn_track_node *node);
+
+/* Drops the handling guard taken by qn_tracker_begin: handling is over. Call exactly once. */
+void qn_tracker_end(struct qn_track_node *node);
 
 /* Marks the message failed: its partition's offset will never be stored past it. */
 void qn_tracker_fail(struct qn_track_node *node);

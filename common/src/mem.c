@@ -19,6 +19,7 @@ static int should_fail(void)
         return 0;
     }
     if (fail_countdown == 0) {
+        fail_countdown = -1; /* one failure, then allocations work again */
         return 1;
     }
     fail_countdown--;

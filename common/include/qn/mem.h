@@ -23,7 +23,10 @@ char *qn_strndup(const char *s, size_t len);
 /* Erases then frees a secret string. Accepts NULL. */
 void qn_free_secret(char *s);
 
-/* Test hook: the allocation after @p n more successful ones fails; -1 turns injection off. */
+/*
+ * Test hook: the allocation after @p n more successful ones fails (once; later ones succeed again);
+ * -1 turns injection off.
+ */
 void qn_mem_fail_after(long n);
 
 /* Routes cJSON's allocations through qn_malloc/qn_free. Call once at start. */
