@@ -58,6 +58,7 @@ struct worker {
     struct qn_ingest *ingest;
     struct qn_respond *respond;
     struct qn_tracker *tracker;
+    rd_kafka_topic_t *output_topics[4]; /* work, state, outcomes, dlq: kept for warm metadata */
     struct qn_loop_timer *tick;
     struct qn_loop_timer *more;
     int64_t stop_deadline;
@@ -545,6 +546,50 @@ static int make_pipe(int fds[2])
     return 0;
 }
 
+/*
+ * Looks up the topics the worker writes, before the loop starts: it warms the producer's metadata
+ * (the first records need not wait for the periodic topic scan) and checks DESIGN.md's rule that
+ * the work and state topics have the same partition count, since state is written to the
+ * partition number of the work record it belongs to.
+ */
+static int check_topics(struct worker *w)
+{
+    const char *names[4] = {w->cfg->topics.work, w->cfg->topics.state, w->cfg->topics.outcomes,
+                            w->cfg->topics.dlq};
+    int partitions[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        w->output_topics[i] = rd_kafka_topic_new(w->producer, names[i], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err =
+            w->output_topics[i] == NULL
+                ? rd_kafka_last_error()
+                : rd_kafka_metadata(w->producer, 0, w->output_topics[i], &md, 30000);
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+            err = md->topics[0].err;
+            partitions[i] = md->topics[0].partition_cnt;
+        }
+        if (md != NULL) {
+            rd_kafka_metadata_destroy(md);
+        }
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR || partitions[i] <= 0) {
+            QN_LOG_ERROR("kafka", "cannot use topic '%s': %s", names[i],
+                         err != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(err)
+                                                           : "it has no partitions");
+            return err == RD_KAFKA_RESP_ERR__TRANSPORT || err == RD_KAFKA_RESP_ERR__TIMED_OUT
+                       ? EXIT_FATAL
+                       : EXIT_CONFIG;
+        }
+    }
+    if (partitions[0] != partitions[1]) {
+        QN_LOG_ERROR("config",
+                     "topics '%s' (%d partitions) and '%s' (%d partitions) must have the same "
+                     "partition count: response state is kept on the work record's partition",
+                     names[0], partitions[0], names[1], partitions[1]);
+        return EXIT_CONFIG;
+    }
+    return 0;
+}
+
 static int create_kafka(struct worker *w)
 {
     char errstr[512];
@@ -573,6 +618,10 @@ static int create_kafka(struct worker *w)
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"enable.partition.eof", "false"},
     };
+    int rc = check_topics(w);
+    if (rc != 0) {
+        return rc;
+    }
     rd_kafka_conf_t *cconf = build_conf(w, consumer_defaults, 8);
     if (cconf == NULL) {
         return EXIT_CONFIG;
@@ -731,8 +780,10 @@ static void teardown(struct worker *w)
                 QN_LOG_WARN("kafka", "final commit: %s", rd_kafka_err2str(err));
             }
         }
-        rd_kafka_queue_io_event_enable(w->consumer_queue, -1, NULL, 0);
-        rd_kafka_queue_destroy(w->consumer_queue);
+        if (w->consumer_queue != NULL) {
+            rd_kafka_queue_io_event_enable(w->consumer_queue, -1, NULL, 0);
+            rd_kafka_queue_destroy(w->consumer_queue);
+        }
         rd_kafka_resp_err_t err = rd_kafka_consumer_close(w->consumer);
         if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             QN_LOG_WARN("kafka", "consumer close: %s", rd_kafka_err2str(err));
@@ -741,9 +792,16 @@ static void teardown(struct worker *w)
         w->consumer = NULL;
         QN_LOG_INFO("worker", "committed and left the consumer group");
     }
+    for (int i = 0; i < 4; i++) {
+        if (w->output_topics[i] != NULL) {
+            rd_kafka_topic_destroy(w->output_topics[i]);
+        }
+    }
     if (w->producer != NULL) {
-        rd_kafka_queue_io_event_enable(w->producer_queue, -1, NULL, 0);
-        rd_kafka_queue_destroy(w->producer_queue);
+        if (w->producer_queue != NULL) {
+            rd_kafka_queue_io_event_enable(w->producer_queue, -1, NULL, 0);
+            rd_kafka_queue_destroy(w->producer_queue);
+        }
         rd_kafka_destroy(w->producer);
         w->producer = NULL;
     }
