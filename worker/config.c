@@ -64,18 +64,78 @@ static const struct entry config_table[] = {
     {"ingest.extra_alert_types", NULL, T_STRLIST, OFF(ingest.extra_alert_types), 0, 0, NULL},
     {"http.address", "QUENCH_HTTP_ADDRESS", T_STR, OFF(http.address), 0, 0, "0.0.0.0"},
     {"http.port", "QUENCH_HTTP_PORT", T_INT, OFF(http.port), 0, 65535, "9464"},
+    {"azure.cloud", "QUENCH_AZURE_CLOUD", T_STR, OFF(azure.cloud), 0, 0, "public"},
+    {"azure.credential", "QUENCH_AZURE_CREDENTIAL", T_STR, OFF(azure.credential), 0, 0, "none"},
+    {"azure.tenant_id", "QUENCH_AZURE_TENANT_ID", T_STR, OFF(azure.tenant_id), 0, 0, ""},
+    {"azure.client_id", "QUENCH_AZURE_CLIENT_ID", T_STR, OFF(azure.client_id), 0, 0, ""},
+    {"azure.client_secret_file", "QUENCH_AZURE_CLIENT_SECRET_FILE", T_STR,
+     OFF(azure.client_secret_file), 0, 0, ""},
+    {"azure.certificate_file", "QUENCH_AZURE_CERTIFICATE_FILE", T_STR, OFF(azure.certificate_file),
+     0, 0, ""},
+    {"azure.private_key_file", "QUENCH_AZURE_PRIVATE_KEY_FILE", T_STR, OFF(azure.private_key_file),
+     0, 0, ""},
+    {"azure.federated_token_file", "QUENCH_AZURE_FEDERATED_TOKEN_FILE", T_STR,
+     OFF(azure.federated_token_file), 0, 0, ""},
+    {"azure.ca_file", "QUENCH_AZURE_CA_FILE", T_STR, OFF(azure.ca_file), 0, 0, ""},
+    {"azure.endpoints.authority", "QUENCH_AZURE_ENDPOINTS_AUTHORITY", T_STR,
+     OFF(azure.endpoints.authority), 0, 0, ""},
+    {"azure.endpoints.arm", "QUENCH_AZURE_ENDPOINTS_ARM", T_STR, OFF(azure.endpoints.arm), 0, 0,
+     ""},
+    {"azure.endpoints.graph", "QUENCH_AZURE_ENDPOINTS_GRAPH", T_STR, OFF(azure.endpoints.graph), 0,
+     0, ""},
+    {"azure.endpoints.imds", "QUENCH_AZURE_ENDPOINTS_IMDS", T_STR, OFF(azure.endpoints.imds), 0, 0,
+     ""},
+    {"azure.request_timeout_ms", "QUENCH_AZURE_REQUEST_TIMEOUT_MS", T_INT,
+     OFF(azure.request_timeout_ms), 1000, 600000, "30000"},
     {"policy.dry_run", "QUENCH_POLICY_DRY_RUN", T_BOOL, OFF(policy.dry_run), 0, 0, "true"},
     {"policy.modes", NULL, T_MODES, 0, 0, 0, NULL},
+    {"policy.kill_switch", "QUENCH_POLICY_KILL_SWITCH", T_BOOL, OFF(policy.kill_switch), 0, 0,
+     "false"},
+    {"policy.provenance", "QUENCH_POLICY_PROVENANCE", T_BOOL, OFF(policy.provenance), 0, 0, "true"},
+    {"policy.allowed_tenants", NULL, T_STRLIST, OFF(policy.allowed_tenants), 0, 0, NULL},
+    {"policy.allowed_subscriptions", NULL, T_STRLIST, OFF(policy.allowed_subscriptions), 0, 0,
+     NULL},
+    {"policy.protected_principals", NULL, T_STRLIST, OFF(policy.protected_principals), 0, 0, NULL},
+    {"policy.protected_tags", NULL, T_STRLIST, OFF(policy.protected_tags), 0, 0, NULL},
+    {"policy.known_principals", NULL, T_STRLIST, OFF(policy.known_principals), 0, 0, NULL},
+    {"policy.known_resources", NULL, T_STRLIST, OFF(policy.known_resources), 0, 0, NULL},
+    {"policy.caps.per_alert", "QUENCH_POLICY_CAPS_PER_ALERT", T_INT, OFF(policy.cap_per_alert), 0,
+     10000, "25"},
+    {"policy.caps.per_subscription_hour", "QUENCH_POLICY_CAPS_PER_SUBSCRIPTION_HOUR", T_INT,
+     OFF(policy.cap_per_subscription_hour), 0, 100000, "100"},
     {"contact.security_contact", "QUENCH_CONTACT_SECURITY_CONTACT", T_STR,
      OFF(contact.security_contact), 0, 0, ""},
     {"contact.owner_tags", NULL, T_STRLIST, OFF(contact.owner_tags), 0, 0, NULL},
+#define SEVERITY_ENTRIES(name, index, deadline, action)              \
+    {"contact.policies." name ".deadline_seconds",                   \
+     NULL,                                                           \
+     T_INT,                                                          \
+     OFF(contact.by_severity[index].deadline_seconds),               \
+     0,                                                              \
+     604800,                                                         \
+     deadline},                                                      \
+    {                                                                \
+        "contact.policies." name ".on_timeout", NULL, T_STR,         \
+            OFF(contact.by_severity[index].on_timeout), 0, 0, action \
+    }
+    SEVERITY_ENTRIES("High", 0, "900", "mitigate"),
+    SEVERITY_ENTRIES("Medium", 1, "3600", "escalate"),
+    SEVERITY_ENTRIES("Low", 2, "14400", "escalate"),
+    SEVERITY_ENTRIES("Informational", 3, "86400", "wait"),
+#undef SEVERITY_ENTRIES
+    {"evidence.lookback_minutes", "QUENCH_EVIDENCE_LOOKBACK_MINUTES", T_INT,
+     OFF(evidence.lookback_minutes), 0, 10080, "60"},
+    {"evidence.max_pages", "QUENCH_EVIDENCE_MAX_PAGES", T_INT, OFF(evidence.max_pages), 1, 1000,
+     "20"},
+    {"vm.linux_scan_command", "QUENCH_VM_LINUX_SCAN_COMMAND", T_STR, OFF(vm.linux_scan_command), 0,
+     0, "clamscan --recursive --infected /"},
+    {"vm.windows_scan_command", "QUENCH_VM_WINDOWS_SCAN_COMMAND", T_STR,
+     OFF(vm.windows_scan_command), 0, 0, "Start-MpScan -ScanType FullScan"},
     {"shutdown.budget_ms", "QUENCH_SHUTDOWN_BUDGET_MS", T_INT, OFF(shutdown.budget_ms), 0, 600000,
      "20000"},
 };
 
 #define TABLE_LEN (sizeof(config_table) / sizeof(config_table[0]))
-
-static const char *const sections[] = {"topics", "ingest", "http", "policy", "contact", "shutdown"};
 
 static const char *const default_owner_tags[] = {"owner", "Owner", "contact"};
 
@@ -374,52 +434,58 @@ static const struct entry *find_entry(const char *path)
     return NULL;
 }
 
-static bool is_section(const char *name)
+/* @returns true if some entry lives below @p path (so a JSON object there is a section). */
+static bool is_section_path(const char *path)
 {
-    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
-        if (strcmp(sections[i], name) == 0) {
+    size_t n = strlen(path);
+    for (size_t i = 0; i < TABLE_LEN; i++) {
+        if (strncmp(config_table[i].path, path, n) == 0 && config_table[i].path[n] == '.') {
             return true;
         }
     }
     return false;
 }
 
-static qn_err_t apply_json(struct qn_config *cfg, const cJSON *root, struct qn_error *err)
+/* Walks a JSON object whose members live at "@p prefix.<name>" ("" at the top). */
+static qn_err_t
+apply_json_at(struct qn_config *cfg, const cJSON *obj, const char *prefix, struct qn_error *err)
 {
     const cJSON *item = NULL;
-    cJSON_ArrayForEach(item, root)
+    cJSON_ArrayForEach(item, obj)
     {
-        if (is_section(item->string)) {
+        char path[256];
+        if (strchr(item->string, '.') != NULL || strlen(prefix) + strlen(item->string) + 2 > 255) {
+            return qn_error_set(err, QN_ERR_CONFIG, "unknown config key '%s%s%.64s'", prefix,
+                                prefix[0] != '\0' ? "." : "", item->string);
+        }
+        size_t plen = strlen(prefix);
+        memcpy(path, prefix, plen);
+        if (plen > 0) {
+            path[plen++] = '.';
+        }
+        memcpy(path + plen, item->string, strlen(item->string) + 1);
+        const struct entry *e = find_entry(path);
+        qn_err_t rc;
+        if (e != NULL) {
+            rc = apply_json_entry(cfg, e, item, err);
+        } else if (is_section_path(path)) {
             if (!cJSON_IsObject(item)) {
-                return qn_error_set(err, QN_ERR_CONFIG, "config key '%s' must be an object",
-                                    item->string);
+                return qn_error_set(err, QN_ERR_CONFIG, "config key '%s' must be an object", path);
             }
-            const cJSON *sub = NULL;
-            cJSON_ArrayForEach(sub, item)
-            {
-                char path[256];
-                snprintf(path, sizeof(path), "%s.%s", item->string, sub->string);
-                const struct entry *e = find_entry(path);
-                if (e == NULL) {
-                    return qn_error_set(err, QN_ERR_CONFIG, "unknown config key '%s'", path);
-                }
-                qn_err_t rc = apply_json_entry(cfg, e, sub, err);
-                if (rc != QN_OK) {
-                    return rc;
-                }
-            }
-            continue;
+            rc = apply_json_at(cfg, item, path, err);
+        } else {
+            return qn_error_set(err, QN_ERR_CONFIG, "unknown config key '%s'", path);
         }
-        const struct entry *e = strchr(item->string, '.') == NULL ? find_entry(item->string) : NULL;
-        if (e == NULL) {
-            return qn_error_set(err, QN_ERR_CONFIG, "unknown config key '%s'", item->string);
-        }
-        qn_err_t rc = apply_json_entry(cfg, e, item, err);
         if (rc != QN_OK) {
             return rc;
         }
     }
     return QN_OK;
+}
+
+static qn_err_t apply_json(struct qn_config *cfg, const cJSON *root, struct qn_error *err)
+{
+    return apply_json_at(cfg, root, "", err);
 }
 
 static qn_err_t
@@ -557,6 +623,16 @@ static bool kafka_key_is_secret(const char *key)
            strstr(key, "sasl.oauthbearer.config") != NULL || strcmp(key, "ssl.key.pem") == 0;
 }
 
+static bool one_of(const char *value, const char *const *choices)
+{
+    for (; *choices != NULL; choices++) {
+        if (strcmp(value, *choices) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool topic_name_ok(const char *name)
 {
     size_t len = strlen(name);
@@ -600,6 +676,30 @@ static qn_err_t validate(const struct qn_config *cfg, int flags, struct qn_error
             strcmp(key, "enable.auto.offset.store") == 0) {
             return qn_error_set(err, QN_ERR_CONFIG, "config key 'kafka.%s' is managed by quench%s",
                                 key, strcmp(key, "group.id") == 0 ? ": use 'group_id'" : "");
+        }
+    }
+    static const char *const clouds[] = {"public", "usgov", "china", NULL};
+    static const char *const credentials[] = {"none",     "secret",  "certificate",
+                                              "workload", "managed", NULL};
+    static const char *const actions[] = {"mitigate", "escalate", "wait", NULL};
+    if (!one_of(cfg->azure.cloud, clouds)) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'azure.cloud': '%s' is not public, usgov or china",
+                            cfg->azure.cloud);
+    }
+    if (!one_of(cfg->azure.credential, credentials)) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'azure.credential': '%s' is not none, secret, certificate, "
+                            "workload or managed",
+                            cfg->azure.credential);
+    }
+    static const char *const severities[] = {"High", "Medium", "Low", "Informational"};
+    for (int i = 0; i < 4; i++) {
+        if (!one_of(cfg->contact.by_severity[i].on_timeout, actions)) {
+            return qn_error_set(err, QN_ERR_CONFIG,
+                                "config key 'contact.policies.%s.on_timeout': '%s' is not "
+                                "mitigate, escalate or wait",
+                                severities[i], cfg->contact.by_severity[i].on_timeout);
         }
     }
     if (cfg->group_id[0] == '\0') {
@@ -733,18 +833,20 @@ qn_err_t qn_config_render_redacted(const struct qn_config *cfg, struct qn_buf *o
     }
     for (size_t i = 0; i < TABLE_LEN; i++) {
         const struct entry *e = &config_table[i];
-        const char *dot = strchr(e->path, '.');
+        /* create the objects along the path: "a.b.c" -> root.a.b, leaf "c" */
         cJSON *parent = root;
         const char *leaf = e->path;
-        if (dot != NULL) {
-            char section[32];
-            size_t n = (size_t)(dot - e->path);
-            memcpy(section, e->path, n);
+        for (const char *dot = strchr(leaf, '.'); dot != NULL; dot = strchr(leaf, '.')) {
+            char section[64];
+            size_t n = (size_t)(dot - leaf);
+            n = n < sizeof(section) - 1 ? n : sizeof(section) - 1;
+            memcpy(section, leaf, n);
             section[n] = '\0';
-            parent = cJSON_GetObjectItemCaseSensitive(root, section);
-            if (parent == NULL) {
-                parent = cJSON_AddObjectToObject(root, section);
+            cJSON *child = cJSON_GetObjectItemCaseSensitive(parent, section);
+            if (child == NULL) {
+                child = cJSON_AddObjectToObject(parent, section);
             }
+            parent = child;
             leaf = dot + 1;
         }
         struct qn_config *mut = (struct qn_config *)(uintptr_t)cfg;

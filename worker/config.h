@@ -54,14 +54,60 @@ struct qn_config {
     } http;
 
     struct {
+        char *cloud;      /* public | usgov | china */
+        char *credential; /* none | secret | certificate | workload | managed */
+        char *tenant_id;
+        char *client_id;
+        char *client_secret_file;
+        char *certificate_file;
+        char *private_key_file;
+        char *federated_token_file;
+        char *ca_file; /* extra CA bundle; TLS is always verified */
+
+        struct {
+            char *authority;
+            char *arm;
+            char *graph;
+            char *imds;
+        } endpoints; /* "" = the cloud's preset */
+
+        long request_timeout_ms;
+    } azure;
+
+    struct {
         bool dry_run;
+        bool kill_switch; /* every write off, at once */
+        bool provenance;  /* read the alert back before destructive writes */
         enum qn_mode modes[QN_TASK_KIND__COUNT];
+        struct qn_string_list allowed_tenants;       /* empty: azure.tenant_id only */
+        struct qn_string_list allowed_subscriptions; /* empty: any in an allowed tenant */
+        struct qn_string_list protected_principals;  /* object ids or UPNs, never touched */
+        struct qn_string_list protected_tags;        /* "name" or "name=value" */
+        struct qn_string_list known_principals;      /* familiar: never "unfamiliar" */
+        struct qn_string_list known_resources;       /* familiar resource ids */
+        long cap_per_alert;                          /* destructive writes per alert */
+        long cap_per_subscription_hour; /* destructive writes per subscription per hour */
     } policy;
 
     struct {
         char *security_contact;
         struct qn_string_list owner_tags;
+
+        struct {
+            long deadline_seconds;
+            char *on_timeout; /* mitigate | escalate | wait */
+        } by_severity[4];     /* High, Medium, Low, Informational */
     } contact;
+
+    struct {
+        long lookback_minutes; /* the activity log is read from alert start minus this */
+        long max_pages;
+    } evidence;
+
+    struct {
+        char *linux_scan_command;
+        char *windows_scan_command;
+    } vm;
 
     struct {
         long budget_ms;
