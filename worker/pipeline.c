@@ -25,6 +25,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "engine.h"
 #include "ingest.h"
 #include "outcome.h"
 #include "plan.h"
@@ -57,6 +58,7 @@ struct worker {
     int producer_pipe[2];
     struct qn_ingest *ingest;
     struct qn_respond *respond;
+    struct qn_engine *engine; /* NULL when azure.credential is "none": observe plans only */
     struct qn_tracker *tracker;
     rd_kafka_topic_t *output_topics[4]; /* work, state, outcomes, dlq: kept for warm metadata */
     struct qn_loop_timer *tick;
@@ -110,15 +112,19 @@ static qn_err_t produce(struct worker *w,
     for (size_t i = 0; i < header_count; i++) {
         rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value, -1);
     }
-    qn_tracker_ref(node);
+    if (node != NULL) {
+        qn_tracker_ref(node);
+    }
     rd_kafka_resp_err_t err = rd_kafka_producev(
         w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
         RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(node), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(hdrs);
-        qn_tracker_fail(node);
-        qn_tracker_unref(node);
+        if (node != NULL) {
+            qn_tracker_fail(node);
+            qn_tracker_unref(node);
+        }
         qn_metrics_add(w->metrics, "quench_kafka_produce_errors_total", "", 1);
         QN_LOG_ERROR("kafka", "produce to %s failed: %s", topic, rd_kafka_err2str(err));
         begin_fatal(w, "a produce request was refused");
@@ -136,10 +142,14 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void 
         qn_metrics_add(w->metrics, "quench_kafka_delivery_failures_total", "", 1);
         QN_LOG_ERROR("kafka", "delivery to %s failed: %s", rd_kafka_topic_name(rkm->rkt),
                      rd_kafka_err2str(rkm->err));
-        qn_tracker_fail(node);
+        if (node != NULL) {
+            qn_tracker_fail(node);
+        }
         begin_fatal(w, "a record could not be delivered");
     }
-    qn_tracker_unref(node);
+    if (node != NULL) {
+        qn_tracker_unref(node);
+    }
 }
 
 static void store_offset(const char *topic, int32_t partition, int64_t next_offset, void *opaque)
@@ -177,6 +187,18 @@ static qn_err_t emit_outcome(const char *type,
     qn_metrics_add(w->metrics, "quench_outcome_events_total", labels, 1);
     struct header headers[] = {{"ce_type", type}, {"ce_id", event_id}};
     return produce(w, ctx->node, w->cfg->topics.outcomes, key, strlen(key), json, len, headers, 2);
+}
+
+/* Events the engine publishes later, outside any consumed message (Azure calls, timers). */
+static qn_err_t emit_async(const char *type,
+                           const char *event_id,
+                           const char *key,
+                           const char *json,
+                           size_t len,
+                           void *opaque)
+{
+    struct msg_ctx ctx = {.w = opaque, .rkm = NULL, .topic = NULL, .node = NULL};
+    return emit_outcome(type, event_id, key, json, len, &ctx);
 }
 
 static qn_err_t sink_forward(void *opaque,
@@ -258,6 +280,24 @@ static enum qn_work_kind work_kind(const rd_kafka_message_t *rkm)
     return QN_WORK_ALERT;
 }
 
+/* A work record for the response engine: parsed here, validated again by the engine. */
+static qn_err_t engine_record(struct worker *w,
+                              enum qn_work_kind kind,
+                              const char *data,
+                              size_t len,
+                              const struct qn_emitter *emitter)
+{
+    cJSON *json = cJSON_ParseWithLength(data, len);
+    if (json == NULL) {
+        QN_LOG_ERROR("engine", "ignoring a work record that is not JSON (%zu bytes)", len);
+        return QN_OK;
+    }
+    qn_err_t rc = kind == QN_WORK_ALERT ? qn_engine_alert(w->engine, json, emitter)
+                                        : qn_engine_verdict(w->engine, json, emitter);
+    cJSON_Delete(json);
+    return rc;
+}
+
 static void handle_message(struct worker *w, rd_kafka_message_t *rkm)
 {
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -281,7 +321,9 @@ static void handle_message(struct worker *w, rd_kafka_message_t *rkm)
     qn_err_t rc;
     if (strcmp(topic, w->cfg->topics.work) == 0) {
         struct qn_emitter emitter = {.fn = emit_outcome, .opaque = &ctx};
-        rc = qn_respond_record(w->respond, work_kind(rkm), data, rkm->len, &emitter);
+        rc = w->engine != NULL
+                 ? engine_record(w, work_kind(rkm), data, rkm->len, &emitter)
+                 : qn_respond_record(w->respond, work_kind(rkm), data, rkm->len, &emitter);
     } else {
         struct qn_ingest_sink sink = {
             .forward = sink_forward, .reject = sink_reject, .opaque = &ctx};
@@ -379,12 +421,13 @@ static void on_tick(struct qn_loop *loop, struct qn_loop_timer *timer, void *opa
         set_paused(w, 0);
     }
     if (w->stopping) {
-        long pending = qn_tracker_pending(w->tracker);
+        long pending = qn_tracker_pending(w->tracker) +
+                       (w->engine != NULL ? qn_engine_running_tasks(w->engine) : 0);
         if (pending == 0 || qn_loop_now(loop) >= w->stop_deadline) {
             if (pending > 0) {
                 QN_LOG_WARN("worker",
-                            "shutdown budget spent with %ld messages unacknowledged; they will be "
-                            "read again after restart",
+                            "shutdown budget spent with %ld messages or Azure tasks in flight; the "
+                            "messages will be read again after restart",
                             pending);
             }
             qn_loop_stop(loop);
@@ -729,6 +772,13 @@ static int setup(struct worker *w)
     if (rc != 0) {
         return rc;
     }
+    if (strcmp(w->cfg->azure.credential, "none") != 0 && strcmp(w->cfg->role, "ingest") != 0) {
+        struct qn_emitter later = {.fn = emit_async, .opaque = w};
+        if (qn_engine_new(w->loop, w->cfg, w->metrics, &later, &w->engine, &err) != QN_OK) {
+            QN_LOG_ERROR("config", "cannot set up Azure: %s", err.msg);
+            return EXIT_CONFIG;
+        }
+    }
     if (qn_httpd_start(w->loop, w->cfg->http.address, (uint16_t)w->cfg->http.port, w->metrics,
                        ready, w, &w->httpd, &err) != QN_OK) {
         QN_LOG_ERROR("worker", "cannot serve http on %s:%ld: %s", w->cfg->http.address,
@@ -753,7 +803,10 @@ static int setup(struct worker *w)
         qn_worker_version(), w->cfg->role, w->cfg->group_id, w->cfg->topics.input,
         w->cfg->topics.work, w->cfg->topics.outcomes, w->cfg->topics.dlq,
         (unsigned)qn_httpd_port(w->httpd));
-    qn_log_fields(QN_LOG_LEVEL_INFO, "worker", fields, "quench started (observe mode)");
+    qn_log_fields(QN_LOG_LEVEL_INFO, "worker", fields,
+                  w->engine == NULL        ? "quench started (observe mode)"
+                  : w->cfg->policy.dry_run ? "quench started (Azure reads, dry run)"
+                                           : "quench started (Azure responses)");
     return 0;
 }
 
@@ -792,6 +845,8 @@ static void teardown(struct worker *w)
         w->consumer = NULL;
         QN_LOG_INFO("worker", "committed and left the consumer group");
     }
+    qn_engine_free(w->engine); /* cancels Azure calls in flight: no more events */
+    w->engine = NULL;
     for (int i = 0; i < 4; i++) {
         if (w->output_topics[i] != NULL) {
             rd_kafka_topic_destroy(w->output_topics[i]);
