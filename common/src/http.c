@@ -855,6 +855,12 @@ static unsigned setup_method(CURL *e, const struct qn_http_req *r)
     if (strcmp(r->method, "POST") != 0) {
         failed |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method) != CURLE_OK;
     }
+    if (strcmp(r->method, "POST") == 0 || strcmp(r->method, "PATCH") == 0) {
+        /* libcurl silently resends a request whose reused connection died before any response
+         * byte; for a request that is not safe to repeat that could land it twice. A fresh
+         * connection has no such retry: the failure reaches the call engine, which decides. */
+        failed |= curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK;
+    }
     if (strcmp(r->method, "DELETE") != 0 || r->body_len > 0) {
         failed |=
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len) != CURLE_OK;

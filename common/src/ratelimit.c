@@ -122,6 +122,7 @@ void qn_ratelimit_config_default(struct qn_ratelimit_config *cfg)
     cfg->classes[QN_RATELIMIT_DELETE] = (struct qn_ratelimit_bucket_config){200, 10};
     cfg->classes[QN_RATELIMIT_GRAPH] = (struct qn_ratelimit_bucket_config){100, 20};
     cfg->max_waiters = 10000;
+    cfg->headroom = 2;
 }
 
 enum qn_ratelimit_class qn_ratelimit_class_for_method(const char *method)
@@ -234,7 +235,8 @@ static struct bucket *find_bucket(struct qn_ratelimit *rl,
         return NULL;
     }
     const struct qn_ratelimit_bucket_config *bc = &rl->cfg.classes[cls];
-    qn_token_bucket_init(&b->tb, bc->burst, bc->refill_per_sec, qn_clock_ms());
+    double burst = bc->burst - rl->cfg.headroom >= 1.0 ? bc->burst - rl->cfg.headroom : 1.0;
+    qn_token_bucket_init(&b->tb, burst, bc->refill_per_sec, qn_clock_ms());
     b->hnext = rl->slots[h % RL_HASH_SLOTS];
     rl->slots[h % RL_HASH_SLOTS] = b;
     rl->nbuckets++;

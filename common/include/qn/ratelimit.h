@@ -42,6 +42,10 @@ struct qn_ratelimit_bucket_config {
 
 struct qn_ratelimit_config {
     struct qn_ratelimit_bucket_config classes[QN_RATELIMIT__COUNT];
+    /* Tokens kept in reserve below each published burst (default 2). The server's bucket starts
+     * refilling when the first request arrives, ours when it is queued, so a bucket that matches
+     * the published size exactly runs about one token ahead of the server's. */
+    double headroom;
     size_t max_waiters;         /* per bucket; an acquire beyond it fails with QN_ERR_TOO_BIG */
     struct qn_metrics *metrics; /* may be NULL; borrowed */
 };

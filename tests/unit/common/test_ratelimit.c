@@ -55,6 +55,7 @@ static struct qn_ratelimit_config small_config(double burst, double rate)
         cfg.classes[i].burst = burst;
         cfg.classes[i].refill_per_sec = rate;
     }
+    cfg.headroom = 0; /* exact arithmetic below; the default reserve is tested on its own */
     return cfg;
 }
 
@@ -92,6 +93,8 @@ static void test_bucket_arm_sizes(void **state)
     assert_true(cfg.classes[QN_RATELIMIT_WRITE].refill_per_sec == 10);
     assert_true(cfg.classes[QN_RATELIMIT_DELETE].burst == 200);
     assert_true(cfg.classes[QN_RATELIMIT_DELETE].refill_per_sec == 10);
+    /* two tokens stay in reserve below the published burst (see ratelimit.h) */
+    assert_true(cfg.headroom == 2);
 
     /* ARM reads: 250 at once, then one every 40 ms */
     struct qn_token_bucket b;
