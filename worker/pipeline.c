@@ -29,6 +29,7 @@
 #include "ingest.h"
 #include "outcome.h"
 #include "plan.h"
+#include "qn/crypto.h"
 #include "qn/httpd.h"
 #include "qn/log.h"
 #include "qn/loop.h"
@@ -133,11 +134,58 @@ static qn_err_t produce(struct worker *w,
     return QN_OK;
 }
 
+struct dead_letter {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int index;
+    const void *key;
+    size_t key_len;
+    const char *bytes;
+    size_t len;
+    const char *reason;
+    const char *message;
+    const char *alert_id;
+};
+
+static qn_err_t
+dead_letter(struct worker *w, struct qn_track_node *node, const struct dead_letter *dl);
+
 static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 {
     (void)rk;
     struct worker *w = opaque;
     struct qn_track_node *node = rkm->_private;
+    bool too_large = rkm->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE;
+    if (too_large && node != NULL &&
+        strcmp(rd_kafka_topic_name(rkm->rkt), w->cfg->topics.dlq) != 0) {
+        /* A record the broker will never take must not stop the partition forever: dead-letter a
+         * bounded copy (the original stays at its offset) and go on. */
+        char message[300];
+        snprintf(message, sizeof(message),
+                 "the broker refused a %zu-byte record for topic %s as too large", rkm->len,
+                 rd_kafka_topic_name(rkm->rkt));
+        QN_LOG_WARN("kafka", "%s; dead-lettering it", message);
+        struct dead_letter dl = {
+            .topic = qn_tracker_node_topic(node),
+            .partition = qn_tracker_node_partition(node),
+            .offset = qn_tracker_node_offset(node),
+            .index = 0,
+            .key = rkm->key,
+            .key_len = rkm->key_len,
+            .bytes = rkm->payload,
+            .len = rkm->len,
+            .reason = "too_big",
+            .message = message,
+        };
+        qn_metrics_add(w->metrics, "quench_dlq_records_total", "reason=\"too_big\"", 1);
+        if (dead_letter(w, node, &dl) != QN_OK) {
+            qn_tracker_fail(node);
+            begin_fatal(w, "a too-large record could not be dead-lettered");
+        }
+        qn_tracker_unref(node);
+        return;
+    }
     if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         qn_metrics_add(w->metrics, "quench_kafka_delivery_failures_total", "", 1);
         QN_LOG_ERROR("kafka", "delivery to %s failed: %s", rd_kafka_topic_name(rkm->rkt),
@@ -222,6 +270,62 @@ static qn_err_t sink_forward(void *opaque,
                    headers, 3);
 }
 
+/* A DLQ copy larger than this keeps a prefix, with the original size and SHA-256 in headers;
+ * the whole record stays at its offset in the source topic. Leaves room for the headers under a
+ * broker limit of ingest.max_record_bytes. */
+static size_t dlq_copy_max(const struct worker *w)
+{
+    long cap = w->cfg->ingest.max_record_bytes - 8192;
+    return cap < 1024 ? 1024 : (size_t)cap;
+}
+
+static qn_err_t
+dead_letter(struct worker *w, struct qn_track_node *node, const struct dead_letter *dl)
+{
+    char partition[16];
+    char offset[32];
+    char idx[16];
+    char size[32];
+    char digest[65];
+    snprintf(partition, sizeof(partition), "%" PRId32, dl->partition);
+    snprintf(offset, sizeof(offset), "%" PRId64, dl->offset);
+    snprintf(idx, sizeof(idx), "%d", dl->index);
+    snprintf(size, sizeof(size), "%zu", dl->len);
+    size_t copy = dl->len;
+    struct header headers[10] = {
+        {"quench.original.topic", dl->topic},
+        {"quench.original.partition", partition},
+        {"quench.original.offset", offset},
+        {"quench.record.index", idx},
+        {"quench.reason.code", dl->reason},
+        {"quench.reason.message", dl->message},
+        {"quench.attempt", "1"},
+    };
+    size_t n = 7;
+    if (dl->len > dlq_copy_max(w)) {
+        copy = dlq_copy_max(w);
+        qn_sha256_hex(dl->bytes, dl->len, digest);
+        headers[n++] = (struct header){"quench.truncated", "true"};
+        headers[n++] = (struct header){"quench.original.size", size};
+        headers[n++] = (struct header){"quench.original.sha256", digest};
+    }
+    qn_err_t rc =
+        produce(w, node, w->cfg->topics.dlq, dl->key, dl->key_len, dl->bytes, copy, headers, n);
+    if (rc != QN_OK) {
+        return rc;
+    }
+    struct qn_record_origin origin = {
+        .topic = dl->topic,
+        .partition = dl->partition,
+        .offset = dl->offset,
+        .index = dl->index,
+        .dlq_topic = w->cfg->topics.dlq,
+    };
+    struct msg_ctx ctx = {.w = w, .rkm = NULL, .topic = dl->topic, .node = node};
+    struct qn_emitter emitter = {.fn = emit_outcome, .opaque = &ctx};
+    return qn_plan_rejected(&origin, dl->reason, dl->message, dl->alert_id, &emitter);
+}
+
 static qn_err_t sink_reject(void *opaque,
                             const char *bytes,
                             size_t len,
@@ -231,37 +335,21 @@ static qn_err_t sink_reject(void *opaque,
                             const char *alert_id)
 {
     struct msg_ctx *ctx = opaque;
-    struct worker *w = ctx->w;
     const rd_kafka_message_t *rkm = ctx->rkm;
-    char partition[16];
-    char offset[32];
-    char idx[16];
-    snprintf(partition, sizeof(partition), "%" PRId32, rkm->partition);
-    snprintf(offset, sizeof(offset), "%" PRId64, rkm->offset);
-    snprintf(idx, sizeof(idx), "%d", index);
-    struct header headers[] = {
-        {"quench.original.topic", ctx->topic},
-        {"quench.original.partition", partition},
-        {"quench.original.offset", offset},
-        {"quench.record.index", idx},
-        {"quench.reason.code", qn_reject_reason_name(reason)},
-        {"quench.reason.message", message},
-        {"quench.attempt", "1"},
-    };
-    qn_err_t rc = produce(w, ctx->node, w->cfg->topics.dlq, rkm->key, rkm->key_len, bytes, len,
-                          headers, sizeof(headers) / sizeof(headers[0]));
-    if (rc != QN_OK) {
-        return rc;
-    }
-    struct qn_record_origin origin = {
+    struct dead_letter dl = {
         .topic = ctx->topic,
         .partition = rkm->partition,
         .offset = rkm->offset,
         .index = index,
-        .dlq_topic = w->cfg->topics.dlq,
+        .key = rkm->key,
+        .key_len = rkm->key_len,
+        .bytes = bytes,
+        .len = len,
+        .reason = qn_reject_reason_name(reason),
+        .message = message,
+        .alert_id = alert_id,
     };
-    struct qn_emitter emitter = {.fn = emit_outcome, .opaque = ctx};
-    return qn_plan_rejected(&origin, qn_reject_reason_name(reason), message, alert_id, &emitter);
+    return dead_letter(ctx->w, ctx->node, &dl);
 }
 
 /* ---- consuming ------------------------------------------------------------------------------- */
@@ -636,11 +724,19 @@ static int check_topics(struct worker *w)
 static int create_kafka(struct worker *w)
 {
     char errstr[512];
+    /* big enough for any record ingest accepts, plus headers; kafka.message.max.bytes overrides */
+    char max_bytes[32];
+    snprintf(max_bytes, sizeof(max_bytes), "%ld", w->cfg->ingest.max_record_bytes + 65536);
     const struct header producer_defaults[] = {
-        {"client.id", "quench"},           {"enable.idempotence", "true"}, {"acks", "all"},
-        {"partitioner", "murmur2_random"}, {"message.timeout.ms", "0"},    {"linger.ms", "5"},
+        {"client.id", "quench"},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"partitioner", "murmur2_random"},
+        {"message.timeout.ms", "0"},
+        {"linger.ms", "5"},
+        {"message.max.bytes", max_bytes},
     };
-    rd_kafka_conf_t *pconf = build_conf(w, producer_defaults, 6);
+    rd_kafka_conf_t *pconf = build_conf(w, producer_defaults, 7);
     if (pconf == NULL) {
         return EXIT_CONFIG;
     }

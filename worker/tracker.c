@@ -175,6 +175,21 @@ void qn_tracker_end(struct qn_track_node *n)
     release(n);
 }
 
+const char *qn_tracker_node_topic(const struct qn_track_node *n)
+{
+    return n->pt->topic;
+}
+
+int32_t qn_tracker_node_partition(const struct qn_track_node *n)
+{
+    return n->pt->partition;
+}
+
+int64_t qn_tracker_node_offset(const struct qn_track_node *n)
+{
+    return n->offset;
+}
+
 void qn_tracker_fail(struct qn_track_node *n)
 {
     n->failed = 1;

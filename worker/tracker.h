@@ -43,6 +43,11 @@ void qn_tracker_unref(struct qn_track_node *node);
 /* Drops the handling guard taken by qn_tracker_begin: handling is over. Call exactly once. */
 void qn_tracker_end(struct qn_track_node *node);
 
+/* Where the message came from (borrowed; valid while the node is). */
+const char *qn_tracker_node_topic(const struct qn_track_node *node);
+int32_t qn_tracker_node_partition(const struct qn_track_node *node);
+int64_t qn_tracker_node_offset(const struct qn_track_node *node);
+
 /* Marks the message failed: its partition's offset will never be stored past it. */
 void qn_tracker_fail(struct qn_track_node *node);
 
