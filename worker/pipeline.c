@@ -728,12 +728,8 @@ static int create_kafka(struct worker *w)
     char max_bytes[32];
     snprintf(max_bytes, sizeof(max_bytes), "%ld", w->cfg->ingest.max_record_bytes + 65536);
     const struct header producer_defaults[] = {
-        {"client.id", "quench"},
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        {"partitioner", "murmur2_random"},
-        {"message.timeout.ms", "0"},
-        {"linger.ms", "5"},
+        {"client.id", "quench"},           {"enable.idempotence", "true"}, {"acks", "all"},
+        {"partitioner", "murmur2_random"}, {"message.timeout.ms", "0"},    {"linger.ms", "5"},
         {"message.max.bytes", max_bytes},
     };
     rd_kafka_conf_t *pconf = build_conf(w, producer_defaults, 7);
