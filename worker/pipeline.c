@@ -935,7 +935,8 @@ static void teardown(struct worker *w)
         }
         rd_kafka_destroy(w->consumer);
         w->consumer = NULL;
-        QN_LOG_INFO("worker", "committed and left the consumer group");
+        QN_LOG_INFO("worker", w->fatal ? "left the consumer group without committing (fatal error)"
+                                       : "committed and left the consumer group");
     }
     qn_engine_free(w->engine); /* cancels Azure calls in flight: no more events */
     w->engine = NULL;
