@@ -85,6 +85,23 @@ static const struct entry config_table[] = {
      0, ""},
     {"azure.endpoints.imds", "QUENCH_AZURE_ENDPOINTS_IMDS", T_STR, OFF(azure.endpoints.imds), 0, 0,
      ""},
+#define RATE_ENTRIES(name, index, burst_default, rate_default)              \
+    {"azure.ratelimit." name ".burst",                                      \
+     NULL,                                                                  \
+     T_INT,                                                                 \
+     OFF(azure.ratelimit[index].burst),                                     \
+     1,                                                                     \
+     100000,                                                                \
+     burst_default},                                                        \
+    {                                                                       \
+        "azure.ratelimit." name ".per_second", NULL, T_INT,                 \
+            OFF(azure.ratelimit[index].per_second), 1, 100000, rate_default \
+    }
+    RATE_ENTRIES("read", 0, "250", "25"),
+    RATE_ENTRIES("write", 1, "200", "10"),
+    RATE_ENTRIES("delete", 2, "200", "10"),
+    RATE_ENTRIES("graph", 3, "100", "20"),
+#undef RATE_ENTRIES
     {"azure.request_timeout_ms", "QUENCH_AZURE_REQUEST_TIMEOUT_MS", T_INT,
      OFF(azure.request_timeout_ms), 1000, 600000, "30000"},
     {"policy.dry_run", "QUENCH_POLICY_DRY_RUN", T_BOOL, OFF(policy.dry_run), 0, 0, "true"},

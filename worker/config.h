@@ -72,6 +72,11 @@ struct qn_config {
         } endpoints; /* "" = the cloud's preset */
 
         long request_timeout_ms;
+
+        struct {
+            long burst;
+            long per_second;
+        } ratelimit[4]; /* read, write, delete, graph */
     } azure;
 
     struct {

@@ -1123,6 +1123,16 @@ static qn_err_t make_azure(struct qn_engine *e, struct qn_error *err)
     OVERRIDE(endpoints.graph, cfg->azure.endpoints.graph);
     OVERRIDE(endpoints.imds, cfg->azure.endpoints.imds);
 #undef OVERRIDE
+
+    static const enum qn_ratelimit_class classes[4] = {QN_RATELIMIT_READ, QN_RATELIMIT_WRITE,
+                                                       QN_RATELIMIT_DELETE, QN_RATELIMIT_GRAPH};
+
+    for (int i = 0; i < 4; i++) {
+        acfg.ratelimit.classes[classes[i]].burst = (double)cfg->azure.ratelimit[i].burst;
+        acfg.ratelimit.classes[classes[i]].refill_per_sec =
+            (double)cfg->azure.ratelimit[i].per_second;
+    }
+    acfg.ratelimit.metrics = e->metrics;
     char *secret = NULL;
     if (acfg.credential == QN_AZURE_CRED_SECRET) {
         FILE *f = cfg->azure.client_secret_file[0] != '\0'
