@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The end-to-end demo: installs missing packages, builds, starts a throwaway Kafka
-# (quench-devkafka) and the worker, feeds it every file in tests/data/demo/ as one message
-# each, and prints the outcome events the worker published as a timeline. Unattended; everything it
-# starts is stopped and its temporary directory removed on exit, whatever happens.
+# (quench-devkafka), the Azure simulator (tests/azure-sim, loaded with
+# tests/data/scenarios/basic.json) and the worker, feeds it every file in tests/data/demo/ as one
+# message each, answers the first alert's contact request as its owner ("unexpected"), and prints
+# the outcome events the worker published as a timeline: contact, verdict, evidence, then the
+# containment of the compromised user, subscription and VM in the simulator. Unattended;
+# everything it starts is stopped and its temporary directory removed on exit, whatever happens.
 #
 # Environment: BUILD_DIR (default build), DEMO_TIMEOUT (seconds to wait for outcomes, default 60),
 # DEMO_DATA_DIR (default tests/data/demo).
@@ -22,6 +25,7 @@ helper="$root/scripts/lib/timeline.py"
 
 tmp=""
 devkafka_pid=""
+sim_pid=""
 worker_pid=""
 
 say() {
@@ -67,6 +71,7 @@ cleanup() {
     trap - EXIT INT TERM
     stop "$worker_pid" quench 150
     stop "$devkafka_pid" quench-devkafka 50
+    stop "$sim_pid" azure-sim 50
     if [[ -n "$tmp" ]]; then
         rm -rf "$tmp"
     fi
@@ -117,10 +122,46 @@ fi
 boot=$(<"$tmp/bootstrap")
 say "kafka at $boot"
 
-cat >"$tmp/config.json" <<JSON
-{"kafka":{"bootstrap.servers":"$boot"},"group_id":"quench-demo",
- "http":{"address":"127.0.0.1","port":0},"log_level":"info"}
-JSON
+say "starting the Azure simulator (tests/data/scenarios/basic.json)"
+"$python" tests/azure-sim/azure_sim.py --scenario tests/data/scenarios/basic.json \
+    --state-dir "$tmp/sim" --ready-file "$tmp/sim-ready.json" >"$tmp/sim.out" 2>"$tmp/sim.log" &
+sim_pid=$!
+for ((i = 0; i < 200; i++)); do
+    [[ -s "$tmp/sim-ready.json" ]] && break
+    running "$sim_pid" || break
+    sleep 0.1
+done
+if [[ ! -s "$tmp/sim-ready.json" ]]; then
+    cat "$tmp/sim.log" >&2
+    fail "the Azure simulator did not come up"
+fi
+
+# The worker's configuration: Kafka, the simulator as Azure (its own test CA; TLS stays verified),
+# and enforce mode for every task so the demo runs the whole response without approvals.
+"$python" - "$tmp" "$boot" <<'PY'
+import json, sys
+tmp, boot = sys.argv[1], sys.argv[2]
+ready = json.load(open(f"{tmp}/sim-ready.json"))
+client_id, app = next(iter(ready["apps"].items()))
+with open(f"{tmp}/client-secret", "w") as f:
+    f.write(app["secret"])
+kinds = ["delete_resource", "vm_reimage"]
+config = {
+    "kafka": {"bootstrap.servers": boot},
+    "group_id": "quench-demo",
+    "http": {"address": "127.0.0.1", "port": 0},
+    "log_level": "info",
+    "azure": {
+        "credential": "secret", "tenant_id": ready["tenant_id"], "client_id": client_id,
+        "client_secret_file": f"{tmp}/client-secret", "ca_file": ready["ca_file"],
+        "endpoints": {"authority": ready["authority_url"].rstrip("/"), "arm": ready["arm_url"],
+                      "graph": ready["graph_url"]},
+    },
+    "policy": {"dry_run": False, "modes": {k: "enforce" for k in kinds}},
+    "contact": {"security_contact": "secops@contoso.com"},
+}
+json.dump(config, open(f"{tmp}/config.json", "w"), indent=1)
+PY
 
 say "starting the worker"
 "$bin_dir/quench" run --config "$tmp/config.json" >"$tmp/quench.out" 2>"$tmp/quench.log" &
@@ -136,10 +177,14 @@ done
 say "producing ${#inputs[@]} file(s) from ${data_dir#"$root"/} to defender.alerts"
 "$python" "$helper" produce --bootstrap "$boot" --topic defender.alerts "${inputs[@]}"
 
+say "waiting for the owner contact of ${inputs[0]#"$root"/}, then answering it"
+"$python" "$helper" verdict --bootstrap "$boot" --alert "${inputs[0]}" --verdict unexpected \
+    --timeout "$timeout_s" || fail "the worker asked no owner about ${inputs[0]}"
+
 say "waiting for outcome events on quench.outcomes (up to ${timeout_s} s)"
 events_rc=0
 "$python" "$helper" timeline --bootstrap "$boot" --topic quench.outcomes \
-    --timeout "$timeout_s" --quiet 3 --pid "$worker_pid" >"$tmp/timeline.txt" || events_rc=$?
+    --timeout "$timeout_s" --quiet 6 --pid "$worker_pid" >"$tmp/timeline.txt" || events_rc=$?
 
 say "timeline"
 if [[ -s "$tmp/timeline.txt" ]]; then
@@ -171,7 +216,9 @@ if ((events_rc != 0)); then
     exit 1
 fi
 
-say "stopping quench-devkafka"
+say "stopping the Azure simulator and quench-devkafka"
+stop "$sim_pid" azure-sim 50
+sim_pid=""
 stop "$devkafka_pid" quench-devkafka 50
 devkafka_pid=""
 say "done"

@@ -636,6 +636,7 @@ static void start_contact(struct qn_response *resp)
     }
     qn_task_add_evidence(resp->tasks[owner], "alert", "AzureResourceId", resp->alert.resource_id,
                          NULL);
+    propose(resp, owner);
     schedule(resp);
 }
 

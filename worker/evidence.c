@@ -1,22 +1,35 @@
 /*
  * evidence.c - the "unfamiliar" decision, from collected evidence only (DESIGN.md):
- *   - users created by a compromised principal (directory audits "Add user")      -> delete_user
- *   - role assignments, runbooks and resources written by a compromised principal in the
- *     window (activity log), or created after the alert started and not on the known lists
- *                                                -> remove_role_assignment, remove_runbook,
- *                                                   delete_resource
- *   - VMs a compromised principal ran commands on  -> the VM tasks
- * Familiar objects (known principals, known resources) and anything created before the window
- * by someone else are never findings. Pure functions: no I/O.
+ *   - users a compromised principal created (directory audits "Add user", at or after the window
+ *     start)                                                                    -> delete_user
+ *   - role assignments a compromised principal wrote in the window (activity log), or created by
+ *     one in the window (createdBy), or created after the alert started by someone not on the
+ *     known list                                                       -> remove_role_assignment
+ *   - runbooks a compromised principal wrote or published in the window, or created after the
+ *     alert started                                                             -> remove_runbook
+ *   - top-level resources a compromised principal created in the window (the write's resource
+ *     was created inside the window, or the write answered "Created"), or created after the
+ *     alert started                                                            -> delete_resource
+ *   - VMs a compromised principal ran commands on                           -> vm_reset_passwords
+ * A compromised principal is an account of the alert (UPN or object id), or one of the evidence's
+ * "principals"; an activity-log event is theirs when its caller or its object-id claim is.
+ * Only operations that went through count (status Succeeded or Accepted). Familiar objects
+ * (known principals, known resources), the alert's own resource, and anything created before the
+ * window are never findings; a familiar resource a principal merely changed is not deleted.
+ * Extension and child resources are left alone (their parent is not the attacker's).
+ * Pure functions: no I/O.
  */
 #include "evidence.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "qn/mem.h"
 #include "qn/resid.h"
+
+#define OID_CLAIM "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 bool qn_evidence_is_compromised(const struct qn_alert *alert, const char *caller)
 {
@@ -48,14 +61,15 @@ static const char *str(const cJSON *obj, const char *key)
     return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
-/* activity-log "operationName" is {"value": ..., "localizedValue": ...} or a plain string */
-static const char *operation_name(const cJSON *event)
+/* activity-log fields such as operationName and status are {"value", "localizedValue"} objects
+ * in the REST API and plain strings in some exports: take either */
+static const char *value_of(const cJSON *obj, const char *key)
 {
-    const cJSON *op = cJSON_GetObjectItem(event, "operationName");
-    if (cJSON_IsString(op)) {
-        return op->valuestring;
+    const cJSON *item = cJSON_GetObjectItem(obj, key);
+    if (cJSON_IsString(item)) {
+        return item->valuestring;
     }
-    return str(op, "value");
+    return str(item, "value");
 }
 
 static bool in_list(const struct qn_string_list *list, const char *value)
@@ -68,17 +82,89 @@ static bool in_list(const struct qn_string_list *list, const char *value)
     return false;
 }
 
-/* ISO-8601 timestamps of the same shape compare as strings; only the first 19 chars matter. */
-static bool after(const char *when, const char *start)
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
 {
-    return when != NULL && start != NULL && strncmp(when, start, 19) > 0;
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
 }
+
+/* Parses an RFC 3339 / ISO 8601 timestamp ("...Z", "+00:00", 0-7 fraction digits) to epoch ms. */
+static bool parse_time(const char *s, int64_t *out_ms)
+{
+    int y, mo, d, h, mi, sec, used = 0;
+    if (s == NULL ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
+        used < 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
+        return false;
+    }
+    const char *p = s + used;
+    int64_t ms = 0;
+    if (*p == '.') {
+        int64_t scale = 100;
+        for (p++; *p >= '0' && *p <= '9'; p++) {
+            ms += (*p - '0') * scale;
+            scale /= 10;
+        }
+    }
+    int64_t offset_min = 0;
+    if (*p == '+' || *p == '-') {
+        int oh = 0, om = 0;
+        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2) {
+            return false;
+        }
+        offset_min = (*p == '-' ? -1 : 1) * (oh * 60 + om);
+    } else if (*p != 'Z' && *p != 'z' && *p != '\0') {
+        return false;
+    }
+    int64_t days = days_from_civil(y, mo, d);
+    *out_ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms;
+    return true;
+}
+
+/* @returns true if @p when is a timestamp at or after @p since_ms. */
+static bool at_or_after(const char *when, int64_t since_ms)
+{
+    int64_t t;
+    return parse_time(when, &t) && t >= since_ms;
+}
+
+/* What the decision needs besides the raw evidence. */
+struct ctx {
+    const cJSON *evidence;
+    const struct qn_alert *alert;
+    const struct qn_config *cfg;
+    int64_t alert_start_ms; /* INT64_MAX when unknown: nothing is "after" it */
+    int64_t window_start_ms;
+};
 
 struct collector {
     struct qn_finding *out;
     int max;
     int n;
 };
+
+static bool compromised(const struct ctx *x, const char *who)
+{
+    if (who == NULL || who[0] == '\0') {
+        return false;
+    }
+    if (qn_evidence_is_compromised(x->alert, who)) {
+        return true;
+    }
+    const cJSON *p = NULL;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(x->evidence, "principals"))
+    {
+        if (cJSON_IsString(p) && strcasecmp(p->valuestring, who) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 static struct qn_finding *find(struct collector *c, const char *kind, const char *id)
 {
@@ -90,9 +176,25 @@ static struct qn_finding *find(struct collector *c, const char *kind, const char
     return NULL;
 }
 
+static bool same(const cJSON *item, const char *key, const char *value)
+{
+    const char *have = str(item, key);
+    return (have == NULL && value == NULL) ||
+           (have != NULL && value != NULL && strcmp(have, value) == 0);
+}
+
+/* Appends {source, field?, value?, note?} unless the same item is there already. */
 static void evidence_item(
     cJSON *list, const char *source, const char *field, const char *value, const char *note)
 {
+    const cJSON *old = NULL;
+    cJSON_ArrayForEach(old, list)
+    {
+        if (same(old, "source", source) && same(old, "field", field) && same(old, "value", value) &&
+            same(old, "note", note)) {
+            return;
+        }
+    }
     cJSON *item = cJSON_CreateObject();
     if (item == NULL) {
         return;
@@ -142,121 +244,240 @@ static const char *last_segment(const char *id)
     return slash != NULL ? slash + 1 : id;
 }
 
-/* The part of a resource id up to and including its first (type, name) under a provider. */
-static bool top_resource(const char *id, char *out, size_t out_len, struct qn_resid *rid)
+/* The number of "/providers/" in @p id: more than one marks an extension resource. */
+static int provider_count(const char *id)
 {
-    if (qn_resid_parse(id, 0, rid, NULL) != QN_OK || rid->provider[0] == '\0') {
-        return false;
+    int n = 0;
+    for (const char *p = id; p != NULL && *p != '\0'; p++) {
+        n += strncasecmp(p, "/providers/", 11) == 0;
     }
-    /* .../providers/{ns}/{type}/{name}: cut after the name */
-    const char *p = strstr(id, "/providers/");
-    int slashes = 0;
-    size_t i = p != NULL ? (size_t)(p - id) + strlen("/providers/") : 0;
-    for (; p != NULL && id[i] != '\0'; i++) {
-        if (id[i] == '/' && ++slashes == 3) {
-            break;
+    return n;
+}
+
+/* The object of @p list (an evidence array) whose "id" is @p id, or NULL. */
+static const cJSON *by_id(const cJSON *evidence, const char *list, const char *id)
+{
+    const cJSON *item = NULL;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(evidence, list))
+    {
+        const char *iid = str(item, "id");
+        if (iid != NULL && strcasecmp(iid, id) == 0) {
+            return item;
         }
     }
-    if (p == NULL || i >= out_len) {
-        return false;
-    }
-    memcpy(out, id, i);
-    out[i] = '\0';
-    return true;
+    return NULL;
 }
 
-static bool is_role_assignment(const char *op)
+static const char *created_time(const cJSON *resource)
 {
-    return op != NULL && strcasecmp(op, "Microsoft.Authorization/roleAssignments/write") == 0;
+    const char *t = str(resource, "createdTime");
+    return t != NULL ? t : str(cJSON_GetObjectItem(resource, "systemData"), "createdAt");
 }
 
-static bool is_runbook_write(const char *op)
+static bool went_through(const cJSON *event)
 {
-    return op != NULL &&
-           strcasecmp(op, "Microsoft.Automation/automationAccounts/runbooks/write") == 0;
+    const char *status = value_of(event, "status");
+    /* an export without a status is taken as the completed request it records */
+    return status == NULL || strcasecmp(status, "Succeeded") == 0 ||
+           strcasecmp(status, "Accepted") == 0;
 }
 
 static bool is_run_command(const char *op)
 {
-    return op != NULL && strcasecmp(op, "Microsoft.Compute/virtualMachines/runCommand/action") == 0;
+    return strcasecmp(op, "Microsoft.Compute/virtualMachines/runCommand/action") == 0;
 }
 
-static void from_activity(struct collector *c,
-                          const cJSON *evidence,
-                          const struct qn_alert *alert,
-                          const struct qn_config *cfg)
+static bool ends_with(const char *s, const char *suffix)
 {
-    const cJSON *event = NULL;
-    cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(evidence, "activity"))
-    {
-        const char *caller = str(event, "caller");
-        const char *op = operation_name(event);
-        const char *rid_text = str(event, "resourceId");
-        const char *when = str(event, "eventTimestamp");
-        const cJSON *status = cJSON_GetObjectItem(event, "status");
-        const char *status_value =
-            cJSON_IsString(status) ? status->valuestring : str(status, "value");
-        if (!qn_evidence_is_compromised(alert, caller) || op == NULL || rid_text == NULL ||
-            (status_value != NULL && strcasecmp(status_value, "Succeeded") != 0)) {
-            continue;
+    size_t n = strlen(s);
+    size_t m = strlen(suffix);
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* Runbook writes: write, draft/write, draft/content/write, publish/action, draft/publish/action. */
+static bool is_runbook_change(const char *op)
+{
+    static const char prefix[] = "Microsoft.Automation/automationAccounts/runbooks/";
+    return strncasecmp(op, prefix, sizeof(prefix) - 1) == 0 &&
+           (ends_with(op, "/write") || ends_with(op, "/publish/action"));
+}
+
+/* Cuts a resource id at ".../automationAccounts/{a}/runbooks/{r}"; false if it names none. */
+static bool runbook_id(const char *id, char *out, size_t out_len, struct qn_resid *rid)
+{
+    const char *p = NULL;
+    for (const char *s = id; *s != '\0'; s++) {
+        if (strncasecmp(s, "/runbooks/", 10) == 0) {
+            p = s;
         }
-        char note[256];
-        snprintf(note, sizeof(note), "%.120s by %.100s", op, caller);
-        struct qn_resid rid;
-        struct qn_finding *f = NULL;
-        if (is_role_assignment(op)) {
-            if (qn_resid_parse(rid_text, QN_RESID_ALLOW_TENANT, &rid, NULL) == QN_OK) {
-                f = add(c, "remove_role_assignment", "role_assignment", rid_text,
-                        last_segment(rid_text),
-                        "a compromised principal created this role assignment in the alert window");
-            }
-        } else if (is_runbook_write(op)) {
-            if (qn_resid_parse(rid_text, 0, &rid, NULL) == QN_OK &&
-                !in_list(&cfg->policy.known_resources, rid_text)) {
-                f = add(c, "remove_runbook", "runbook", rid_text, rid.name,
-                        "a compromised principal wrote this runbook in the alert window");
-            }
-        } else if (is_run_command(op)) {
-            char vm[1024];
-            if (top_resource(rid_text, vm, sizeof(vm), &rid) &&
-                qn_resid_parse(vm, 0, &rid, NULL) == QN_OK && qn_resid_is_vm(&rid)) {
-                f = add(c, "vm_reset_passwords", "vm", vm, rid.name,
-                        "a compromised principal ran commands on this VM in the alert window");
-            }
-        } else if (strlen(op) > 6 && strcasecmp(op + strlen(op) - 6, "/write") == 0) {
-            char top[1024];
-            if (top_resource(rid_text, top, sizeof(top), &rid) &&
-                strncasecmp(rid.provider, "Microsoft.Authorization", 23) != 0 &&
-                strncasecmp(rid.provider, "Microsoft.Automation", 20) != 0 &&
-                !in_list(&cfg->policy.known_resources, top) &&
-                strcasecmp(top, alert->resource_id) != 0) {
-                struct qn_resid top_rid;
-                if (qn_resid_parse(top, 0, &top_rid, NULL) == QN_OK) {
-                    f = add(c, "delete_resource", "resource", top, top_rid.name,
-                            "a compromised principal created or changed this resource in the alert "
-                            "window");
-                }
-            }
-        }
-        if (f != NULL) {
-            evidence_item(f->evidence, "activity_log", "operationName", op, note);
-            if (when != NULL) {
-                evidence_item(f->evidence, "activity_log", "eventTimestamp", when, NULL);
-            }
+    }
+    if (p == NULL) {
+        return false;
+    }
+    size_t len = (size_t)(p - id) + 10 + strcspn(p + 10, "/");
+    if (len >= out_len) {
+        return false;
+    }
+    memcpy(out, id, len);
+    out[len] = '\0';
+    return qn_resid_parse(out, 0, rid, NULL) == QN_OK && rid->depth == 2 &&
+           strcasecmp(rid->provider, "Microsoft.Automation") == 0 &&
+           strcasecmp(rid->type, "automationAccounts/runbooks") == 0;
+}
+
+static void note_event(struct qn_finding *f, const cJSON *event, const char *op, const char *caller)
+{
+    char note[256];
+    snprintf(note, sizeof(note), "%.120s by %.100s", op, caller != NULL ? caller : "?");
+    evidence_item(f->evidence, "activity_log", "operationName", op, note);
+    const char *when = str(event, "eventTimestamp");
+    if (when != NULL) {
+        evidence_item(f->evidence, "activity_log", "eventTimestamp", when, NULL);
+    }
+}
+
+static void role_assignment_write(struct collector *c,
+                                  const struct ctx *x,
+                                  const cJSON *event,
+                                  const char *rid_text,
+                                  const char *op,
+                                  const char *caller)
+{
+    struct qn_resid rid;
+    if (qn_resid_parse(rid_text, QN_RESID_ALLOW_TENANT, &rid, NULL) != QN_OK ||
+        strcasecmp(rid.provider, "Microsoft.Authorization") != 0 ||
+        strcasecmp(rid.type, "roleAssignments") != 0 ||
+        in_list(&x->cfg->policy.known_resources, rid_text)) {
+        return;
+    }
+    const cJSON *ra = by_id(x->evidence, "roleAssignments", rid_text);
+    const char *principal = str(cJSON_GetObjectItem(ra, "properties"), "principalId");
+    if (in_list(&x->cfg->policy.known_principals, principal)) {
+        return; /* granted to a familiar principal */
+    }
+    struct qn_finding *f =
+        add(c, "remove_role_assignment", "role_assignment", rid_text, last_segment(rid_text),
+            "a compromised principal created this role assignment in the alert window");
+    if (f != NULL) {
+        note_event(f, event, op, caller);
+        if (principal != NULL) {
+            evidence_item(f->evidence, "arm", "properties.principalId", principal, NULL);
         }
     }
 }
 
-static void
-from_created_users(struct collector *c, const cJSON *evidence, const struct qn_config *cfg)
+static void runbook_write(struct collector *c,
+                          const struct ctx *x,
+                          const cJSON *event,
+                          const char *rid_text,
+                          const char *op,
+                          const char *caller)
+{
+    char id[QN_RESID_MAX_LEN + 1];
+    struct qn_resid rid;
+    if (!runbook_id(rid_text, id, sizeof(id), &rid) ||
+        in_list(&x->cfg->policy.known_resources, id)) {
+        return;
+    }
+    struct qn_finding *f =
+        add(c, "remove_runbook", "runbook", id, rid.name,
+            "a compromised principal wrote or published this runbook in the alert window");
+    if (f != NULL) {
+        note_event(f, event, op, caller);
+    }
+}
+
+static void run_command(struct collector *c,
+                        const struct ctx *x,
+                        const cJSON *event,
+                        const char *rid_text,
+                        const char *op,
+                        const char *caller)
+{
+    (void)x;
+    struct qn_resid rid;
+    if (qn_resid_parse(rid_text, 0, &rid, NULL) != QN_OK || !qn_resid_is_vm(&rid) ||
+        provider_count(rid_text) != 1) {
+        return;
+    }
+    struct qn_finding *f =
+        add(c, "vm_reset_passwords", "vm", rid_text, rid.name,
+            "a compromised principal ran commands on this VM in the alert window");
+    if (f != NULL) {
+        note_event(f, event, op, caller);
+    }
+}
+
+/* A write to a top-level resource: a finding only if the principal created it in the window. */
+static void resource_write(struct collector *c,
+                           const struct ctx *x,
+                           const cJSON *event,
+                           const char *rid_text,
+                           const char *op,
+                           const char *caller)
+{
+    struct qn_resid rid;
+    if (qn_resid_parse(rid_text, 0, &rid, NULL) != QN_OK || rid.depth != 1 ||
+        provider_count(rid_text) != 1 || strcasecmp(rid.provider, "Microsoft.Authorization") == 0 ||
+        strcasecmp(rid.provider, "Microsoft.Resources") == 0 ||
+        in_list(&x->cfg->policy.known_resources, rid_text) ||
+        strcasecmp(rid_text, x->alert->resource_id) == 0) {
+        return;
+    }
+    const cJSON *res = by_id(x->evidence, "resources", rid_text);
+    const char *created = created_time(res);
+    const char *code = str(cJSON_GetObjectItem(event, "properties"), "statusCode");
+    bool created_in_window = created != NULL ? at_or_after(created, x->window_start_ms)
+                                             : code != NULL && strcasecmp(code, "Created") == 0;
+    if (!created_in_window) {
+        return; /* a familiar resource the principal changed: review it, never delete it */
+    }
+    struct qn_finding *f = add(c, "delete_resource", "resource", rid_text, rid.name,
+                               "a compromised principal created this resource in the alert window");
+    if (f != NULL) {
+        note_event(f, event, op, caller);
+        if (created != NULL) {
+            evidence_item(f->evidence, "arm", "createdTime", created, NULL);
+        }
+    }
+}
+
+static void from_activity(struct collector *c, const struct ctx *x)
+{
+    const cJSON *event = NULL;
+    cJSON_ArrayForEach(event, cJSON_GetObjectItemCaseSensitive(x->evidence, "activity"))
+    {
+        const char *caller = str(event, "caller");
+        const char *oid = str(cJSON_GetObjectItem(event, "claims"), OID_CLAIM);
+        const char *op = value_of(event, "operationName");
+        const char *rid_text = str(event, "resourceId");
+        if ((!compromised(x, caller) && !compromised(x, oid)) || op == NULL || rid_text == NULL ||
+            !went_through(event)) {
+            continue;
+        }
+        if (strcasecmp(op, "Microsoft.Authorization/roleAssignments/write") == 0) {
+            role_assignment_write(c, x, event, rid_text, op, caller);
+        } else if (is_runbook_change(op)) {
+            runbook_write(c, x, event, rid_text, op, caller);
+        } else if (is_run_command(op)) {
+            run_command(c, x, event, rid_text, op, caller);
+        } else if (ends_with(op, "/write")) {
+            resource_write(c, x, event, rid_text, op, caller);
+        }
+    }
+}
+
+static void from_created_users(struct collector *c, const struct ctx *x)
 {
     const cJSON *u = NULL;
-    cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(evidence, "createdUsers"))
+    cJSON_ArrayForEach(u, cJSON_GetObjectItemCaseSensitive(x->evidence, "createdUsers"))
     {
         const char *id = str(u, "id");
         const char *upn = str(u, "userPrincipalName");
-        if (id == NULL || !qn_is_guid(id) || in_list(&cfg->policy.known_principals, id) ||
-            in_list(&cfg->policy.known_principals, upn)) {
+        const char *when = str(u, "activityDateTime");
+        if (id == NULL || !qn_is_guid(id) || in_list(&x->cfg->policy.known_principals, id) ||
+            in_list(&x->cfg->policy.known_principals, upn) || compromised(x, id) ||
+            (when != NULL && !at_or_after(when, x->window_start_ms))) {
             continue;
         }
         struct qn_finding *f = add(c, "delete_user", "user", id, upn,
@@ -265,48 +486,60 @@ from_created_users(struct collector *c, const cJSON *evidence, const struct qn_c
         if (f != NULL) {
             evidence_item(f->evidence, "directory_audit", "activityDisplayName", "Add user",
                           str(u, "auditId"));
-            if (str(u, "activityDateTime") != NULL) {
-                evidence_item(f->evidence, "directory_audit", "activityDateTime",
-                              str(u, "activityDateTime"), NULL);
+            if (when != NULL) {
+                evidence_item(f->evidence, "directory_audit", "activityDateTime", when, NULL);
             }
         }
     }
 }
 
-/* Objects created after the alert started that nobody listed as known. */
-static void from_creation_times(struct collector *c,
-                                const cJSON *evidence,
-                                const struct qn_alert *alert,
-                                const struct qn_config *cfg)
+static void from_role_assignments(struct collector *c, const struct ctx *x)
 {
-    const char *start = alert->start_time;
     const cJSON *ra = NULL;
-    cJSON_ArrayForEach(ra, cJSON_GetObjectItemCaseSensitive(evidence, "roleAssignments"))
+    cJSON_ArrayForEach(ra, cJSON_GetObjectItemCaseSensitive(x->evidence, "roleAssignments"))
     {
         const cJSON *props = cJSON_GetObjectItem(ra, "properties");
         const char *id = str(ra, "id");
         const char *created = str(props, "createdOn");
         const char *principal = str(props, "principalId");
-        if (id == NULL || !after(created, start) ||
-            in_list(&cfg->policy.known_principals, principal) ||
-            in_list(&cfg->policy.known_resources, id)) {
+        const char *by = str(props, "createdBy");
+        if (id == NULL || in_list(&x->cfg->policy.known_principals, principal) ||
+            in_list(&x->cfg->policy.known_resources, id)) {
+            continue;
+        }
+        const char *reason = NULL;
+        if (compromised(x, by) && at_or_after(created, x->window_start_ms)) {
+            reason = "a compromised principal created this role assignment in the alert window "
+                     "(createdBy)";
+        } else if (at_or_after(created, x->alert_start_ms) &&
+                   !in_list(&x->cfg->policy.known_principals, by)) {
+            reason = "this role assignment was created after the alert started and neither its "
+                     "principal nor its creator is on the known list";
+        }
+        if (reason == NULL) {
             continue;
         }
         struct qn_finding *f =
-            add(c, "remove_role_assignment", "role_assignment", id, str(ra, "name"),
-                "this role assignment was created after the alert started and "
-                "its principal is not on the known list");
+            add(c, "remove_role_assignment", "role_assignment", id, str(ra, "name"), reason);
         if (f != NULL) {
-            evidence_item(f->evidence, "arm", "createdOn", created, principal);
+            evidence_item(f->evidence, "arm", "createdOn", created, by);
+            if (principal != NULL) {
+                evidence_item(f->evidence, "arm", "properties.principalId", principal, NULL);
+            }
         }
     }
+}
+
+static void from_runbooks(struct collector *c, const struct ctx *x)
+{
     const cJSON *rb = NULL;
-    cJSON_ArrayForEach(rb, cJSON_GetObjectItemCaseSensitive(evidence, "runbooks"))
+    cJSON_ArrayForEach(rb, cJSON_GetObjectItemCaseSensitive(x->evidence, "runbooks"))
     {
         const cJSON *props = cJSON_GetObjectItem(rb, "properties");
         const char *id = str(rb, "id");
         const char *created = str(props, "creationTime");
-        if (id == NULL || !after(created, start) || in_list(&cfg->policy.known_resources, id)) {
+        if (id == NULL || !at_or_after(created, x->alert_start_ms) ||
+            in_list(&x->cfg->policy.known_resources, id)) {
             continue;
         }
         struct qn_finding *f = add(c, "remove_runbook", "runbook", id, str(rb, "name"),
@@ -316,19 +549,26 @@ static void from_creation_times(struct collector *c,
             evidence_item(f->evidence, "arm", "creationTime", created, NULL);
         }
     }
+}
+
+static void from_resources(struct collector *c, const struct ctx *x)
+{
     const cJSON *res = NULL;
-    cJSON_ArrayForEach(res, cJSON_GetObjectItemCaseSensitive(evidence, "resources"))
+    cJSON_ArrayForEach(res, cJSON_GetObjectItemCaseSensitive(x->evidence, "resources"))
     {
         const char *id = str(res, "id");
-        const char *created = str(res, "createdTime");
+        const char *created = created_time(res);
         struct qn_resid rid;
-        if (id == NULL || !after(created, start) || in_list(&cfg->policy.known_resources, id) ||
-            strcasecmp(id, alert->resource_id) == 0 || qn_resid_parse(id, 0, &rid, NULL) != QN_OK ||
-            strcasecmp(rid.provider, "Microsoft.Automation") == 0) {
+        /* top-level resources only: runbooks are decided above, other child resources are their
+         * parent's business */
+        if (id == NULL || !at_or_after(created, x->alert_start_ms) ||
+            in_list(&x->cfg->policy.known_resources, id) ||
+            strcasecmp(id, x->alert->resource_id) == 0 ||
+            qn_resid_parse(id, 0, &rid, NULL) != QN_OK || rid.depth != 1 ||
+            provider_count(id) != 1) {
             continue;
         }
-        const char *kind = qn_resid_is_vm(&rid) ? "delete_resource" : "delete_resource";
-        struct qn_finding *f = add(c, kind, "resource", id, str(res, "name"),
+        struct qn_finding *f = add(c, "delete_resource", "resource", id, str(res, "name"),
                                    "this resource was created after the alert started and is not "
                                    "on the known list");
         if (f != NULL) {
@@ -347,8 +587,21 @@ int qn_evidence_findings(const cJSON *evidence,
     if (!cJSON_IsObject(evidence)) {
         return 0;
     }
-    from_created_users(&c, evidence, cfg);
-    from_activity(&c, evidence, alert, cfg);
-    from_creation_times(&c, evidence, alert, cfg);
+    struct ctx x = {.evidence = evidence, .alert = alert, .cfg = cfg};
+    if (!parse_time(alert->start_time, &x.alert_start_ms)) {
+        x.alert_start_ms = INT64_MAX;
+    }
+    const cJSON *window = cJSON_GetObjectItemCaseSensitive(evidence, "window");
+    if (!parse_time(str(window, "start"), &x.window_start_ms)) {
+        x.window_start_ms = x.alert_start_ms;
+    }
+    if (x.window_start_ms > x.alert_start_ms) {
+        x.window_start_ms = x.alert_start_ms;
+    }
+    from_created_users(&c, &x);
+    from_activity(&c, &x);
+    from_role_assignments(&c, &x);
+    from_runbooks(&c, &x);
+    from_resources(&c, &x);
     return c.n;
 }

@@ -53,6 +53,7 @@ const cJSON *qn_task_evidence(const struct qn_task *task)
 
 struct task_call {
     struct qn_task *task;
+    enum qn_azure_audience audience;
     qn_task_call_fn fn;
     void *opaque;
     char *method;
@@ -68,11 +69,31 @@ record_request(struct qn_task *task, const struct task_call *tc, const struct qn
         return;
     }
     cJSON_AddStringToObject(req, "method", tc->method);
+    /* the endpoint the call went to, then the path without its query */
+    const struct qn_config *cfg = qn_task_config(task);
+    struct qn_azure_endpoints preset;
+    enum qn_azure_cloud cloud = QN_AZURE_CLOUD_PUBLIC;
+    if (qn_azure_cloud_parse(cfg->azure.cloud, &cloud) != QN_OK) {
+        cloud = QN_AZURE_CLOUD_PUBLIC; /* validated at start; kept for safety */
+    }
+    qn_azure_endpoints_preset(cloud, &preset);
+    const char *configured =
+        tc->audience == QN_AZURE_GRAPH ? cfg->azure.endpoints.graph : cfg->azure.endpoints.arm;
+    const char *origin = configured[0] != '\0'            ? configured
+                         : tc->audience == QN_AZURE_GRAPH ? preset.graph
+                                                          : preset.arm;
     const char *q = strchr(tc->target, '?');
     size_t len = q != NULL ? (size_t)(q - tc->target) : strlen(tc->target);
-    char *path = qn_strndup(tc->target, len);
-    cJSON_AddStringToObject(req, "url", path != NULL ? path : "");
-    qn_free(path);
+    struct qn_buf url;
+    qn_buf_init(&url, 8192);
+    if (strncmp(tc->target, "https://", 8) != 0 && qn_buf_append_str(&url, origin) != QN_OK) {
+        qn_buf_reset(&url);
+    }
+    if (qn_buf_append(&url, tc->target, len) != QN_OK) {
+        qn_buf_reset(&url);
+    }
+    cJSON_AddStringToObject(req, "url", qn_buf_cstr(&url));
+    qn_buf_fini(&url);
     cJSON_AddNumberToObject(req, "status", res != NULL ? (double)res->status : 0);
     if (res != NULL && res->request_id[0] != '\0') {
         cJSON_AddStringToObject(req, "requestId", res->request_id);
@@ -113,6 +134,7 @@ qn_err_t qn_task_call(struct qn_task *task,
         return QN_ERR_NOMEM;
     }
     tc->task = task;
+    tc->audience = audience;
     tc->fn = fn;
     tc->opaque = opaque;
     tc->method = qn_strdup(method);

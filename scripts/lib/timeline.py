@@ -198,6 +198,49 @@ def cmd_timeline(args):
     return 0 if events else 3
 
 
+def cmd_verdict(args):
+    """Waits for the contact request of the alert in args.alert, then answers it as the owner."""
+    with open(args.alert, encoding="utf-8") as f:
+        alert = json.load(f)
+    alert_id = alert.get("SystemAlertId") or alert.get("properties", {}).get("systemAlertId")
+    resource = alert.get("AzureResourceId") or ""
+    subscription = resource.split("/")[2].lower() if resource.count("/") >= 2 else ""
+    consumer = Consumer({
+        "bootstrap.servers": args.bootstrap,
+        "group.id": f"quench-demo-owner-{os.getpid()}",
+        "enable.auto.commit": False,
+    })
+    deadline = time.monotonic() + args.timeout
+    if assign_all(consumer, args.outcomes, deadline) == 0:
+        log(f"topic {args.outcomes} not found")
+        consumer.close()
+        return 3
+    owner = None
+    while owner is None and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+        if msg is None or msg.error():
+            continue
+        try:
+            ev = json.loads(msg.value())
+        except ValueError:
+            continue
+        if ev.get("type") == "quench.contact.requested" and ev.get("subject") == alert_id:
+            owner = ev.get("data", {}).get("owner", {})
+    consumer.close()
+    if owner is None:
+        log(f"no contact request for {alert_id} within {args.timeout:g} s")
+        return 3
+    asked = [c.get("address") for c in owner.get("candidates", []) if c.get("address")]
+    print(f"owner contacted ({', '.join(asked) or 'no address found'}); "
+          f"answering '{args.verdict}' as {args.decided_by}")
+    verdict = {"alertId": alert_id, "subscriptionId": subscription, "verdict": args.verdict,
+               "decidedBy": args.decided_by, "comment": "sent by scripts/demo.sh"}
+    producer = Producer({"bootstrap.servers": args.bootstrap})
+    producer.produce(args.verdicts, json.dumps(verdict).encode())
+    producer.flush(10)
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -206,6 +249,14 @@ def main():
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("files", nargs="+")
+    v = sub.add_parser("verdict", help="answer an alert's contact request as its owner")
+    v.add_argument("--bootstrap", required=True)
+    v.add_argument("--outcomes", default="quench.outcomes")
+    v.add_argument("--verdicts", default="quench.verdicts")
+    v.add_argument("--alert", required=True, help="the alert file that was sent")
+    v.add_argument("--verdict", choices=["expected", "unexpected"], default="unexpected")
+    v.add_argument("--decided-by", default="owner@contoso.com")
+    v.add_argument("--timeout", type=float, default=60.0)
     t = sub.add_parser("timeline", help="read CloudEvents and print a timeline")
     t.add_argument("--bootstrap", required=True)
     t.add_argument("--topic", required=True)
@@ -214,7 +265,8 @@ def main():
     t.add_argument("--min-events", type=int, default=1)
     t.add_argument("--pid", type=int, default=0)
     args = parser.parse_args()
-    return cmd_produce(args) if args.cmd == "produce" else cmd_timeline(args)
+    commands = {"produce": cmd_produce, "verdict": cmd_verdict, "timeline": cmd_timeline}
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":
