@@ -717,6 +717,7 @@ static void plan_mitigation(struct qn_response *resp, int evidence_task)
                 depends_on(resp, ids[k], evidence_task);
             }
         }
+        depends_on(resp, scan, pw); /* one VM runs one operation at a time */
         depends_on(resp, reimage, scan);
         depends_on(resp, reimage, pw);
     }

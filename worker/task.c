@@ -156,6 +156,15 @@ qn_err_t qn_task_call(struct qn_task *task,
         .flags = flags,
         .timeout_ms = qn_task_config(task)->azure.request_timeout_ms,
     };
+    struct qn_http_call_opts lro_opts;
+    if (flags & QN_HTTP_CALL_LRO) {
+        /* run commands may run up to 90 minutes (a full scan), a reimage often longer than the
+         * default 5-minute call budget */
+        qn_http_call_opts_default(&lro_opts);
+        lro_opts.total_timeout_ms = 95LL * 60 * 1000;
+        lro_opts.lro_poll_ms = 10000;
+        req.opts = &lro_opts;
+    }
     struct qn_error err = {0};
     qn_err_t rc = qn_azure_request(az, &req, call_done, tc, NULL, &err);
     if (rc != QN_OK) {
