@@ -49,6 +49,7 @@ struct qn_engine {
 static void schedule(struct qn_response *resp);
 static void maybe_close(struct qn_response *resp);
 static void start_mitigation(struct qn_response *resp, const char *why);
+static void continue_mitigation(struct qn_response *resp);
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -478,15 +479,112 @@ static void provenance_done(struct qn_response *resp, enum qn_provenance result,
                 result == QN_PROVENANCE_VERIFIED ? "verified" : "failed", note);
     if (result == QN_PROVENANCE_FAILED) {
         resp->escalated = true;
+        maybe_close(resp);
+        return;
     }
-    schedule(resp);
-    maybe_close(resp);
+    continue_mitigation(resp);
 }
 
 struct provenance_call {
     struct qn_response *resp;
     int attempt; /* 0: subscription-level path, 1: resource-group level */
 };
+
+/* Case-insensitive substring search. */
+static bool mentions(const char *haystack, const char *needle)
+{
+    size_t n = needle != NULL ? strlen(needle) : 0;
+    if (haystack == NULL || n == 0) {
+        return false;
+    }
+    for (const char *p = haystack; *p != '\0'; p++) {
+        if (strncasecmp(p, needle, n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Adds a name to a bounded, comma-separated list; past the bound the list ends with "...". */
+static void note_name(struct qn_buf *list, const char *name)
+{
+    if (qn_buf_printf(list, "%s%s", list->len > 0 ? ", " : "", name != NULL ? name : "?") !=
+        QN_OK) {
+        list->len = list->len > 3 ? list->len - 3 : list->len;
+        if (qn_buf_append_str(list, "...") != QN_OK && list->data != NULL) {
+            list->data[list->len] = '\0';
+        }
+    }
+}
+
+static bool account_confirmed(const struct qn_account *acc, const char *text)
+{
+    if (mentions(text, acc->aad_user_id) || mentions(text, acc->upn)) {
+        return true;
+    }
+    /* the API's account entity spells a UPN as name + upnSuffix */
+    const char *at = acc->upn != NULL ? strchr(acc->upn, '@') : NULL;
+    if (at == NULL || at == acc->upn) {
+        return false;
+    }
+    char local[256];
+    size_t n =
+        (size_t)(at - acc->upn) < sizeof(local) - 1 ? (size_t)(at - acc->upn) : sizeof(local) - 1;
+    memcpy(local, acc->upn, n);
+    local[n] = '\0';
+    return mentions(text, local) && mentions(text, at + 1);
+}
+
+/*
+ * Keeps only the accounts and VMs of the Kafka record that the alert read back from the
+ * Microsoft.Security API also names; the others are dropped (never touched) and the response will
+ * escalate, since a record naming more than the real alert is suspect.
+ */
+static void confirm_targets(struct qn_response *resp, const char *text, char *note, size_t note_len)
+{
+    struct qn_alert *a = &resp->alert;
+    struct qn_buf dropped;
+    qn_buf_init(&dropped, 400);
+    size_t kept = 0;
+    for (size_t i = 0; i < a->account_count; i++) {
+        struct qn_account *acc = &a->accounts[i];
+        if (account_confirmed(acc, text)) {
+            a->accounts[kept++] = *acc;
+            continue;
+        }
+        note_name(&dropped, acc->upn != NULL ? acc->upn : acc->aad_user_id);
+        qn_free(acc->aad_user_id);
+        qn_free(acc->upn);
+        qn_free(acc->name);
+        qn_free(acc->tenant_id);
+    }
+    a->account_count = kept;
+    kept = 0;
+    for (size_t i = 0; i < a->vm_count; i++) {
+        struct qn_vm *vm = &a->vms[i];
+        if (mentions(text, vm->resource_id) || strcasecmp(vm->resource_id, a->resource_id) == 0) {
+            a->vms[kept++] = *vm;
+            continue;
+        }
+        note_name(&dropped, vm->name);
+        qn_free(vm->resource_id);
+        qn_free(vm->name);
+        qn_free(vm->os_family);
+    }
+    a->vm_count = kept;
+    if (dropped.len > 0) {
+        resp->escalated = true;
+        snprintf(note, note_len,
+                 "the Microsoft.Security API confirms the alert, but not these targets the record "
+                 "named, which are left alone: %s",
+                 qn_buf_cstr(&dropped));
+    } else {
+        snprintf(note, note_len,
+                 "the Microsoft.Security API returned the alert with the same type and entity, and "
+                 "every account and VM it names");
+    }
+    qn_buf_fini(&dropped);
+}
 
 static void provenance_start_attempt(struct provenance_call *pc);
 
@@ -525,12 +623,15 @@ static void provenance_result(struct qn_http_result *res, const struct qn_error 
         entity_ok = entity_ok || (cJSON_IsString(rid) &&
                                   strcasecmp(rid->valuestring, resp->alert.resource_id) == 0);
     }
-    cJSON_Delete(body);
     if (type_ok && entity_ok) {
-        provenance_done(
-            resp, QN_PROVENANCE_VERIFIED,
-            "the Microsoft.Security API returned the alert with the same type and entity");
+        char *text = cJSON_PrintUnformatted(body);
+        char note[512];
+        confirm_targets(resp, text, note, sizeof(note));
+        qn_free(text);
+        cJSON_Delete(body);
+        provenance_done(resp, QN_PROVENANCE_VERIFIED, note);
     } else {
+        cJSON_Delete(body);
         provenance_done(resp, QN_PROVENANCE_FAILED,
                         type_ok ? "the alert read back names a different entity"
                                 : "the alert read back has a different type");
@@ -657,23 +758,50 @@ static void start_dismiss(struct qn_response *resp)
     maybe_close(resp);
 }
 
-static void start_mitigation(struct qn_response *resp, const char *why)
+static void continue_mitigation(struct qn_response *resp)
 {
-    if (resp->deadline != NULL) {
-        qn_loop_timer_disarm(resp->deadline);
+    if (resp->finished || resp->cancel_requested) {
+        return;
     }
-    resp->phase = QN_PHASE_MITIGATING;
-    QN_LOG_INFO("engine", "alert %s: mitigating: %s", resp->alert.id, why);
+    const char *why = resp->mitigation_reason != NULL ? resp->mitigation_reason : "";
     int ev =
         add_task(resp, QN_TASK_COLLECT_EVIDENCE, "subscription", resp->alert.subscription_id, NULL,
                  "read the activity log, directory audits, role assignments, runbooks, "
                  "resources and alerts that decide what is unfamiliar");
     if (ev >= 0) {
         qn_task_add_evidence(resp->tasks[ev], "alert", "StartTimeUtc", resp->alert.start_time, why);
+        if (resp->provenance == QN_PROVENANCE_VERIFIED && resp->provenance_note != NULL) {
+            qn_task_add_evidence(resp->tasks[ev], "arm", "provenance", NULL, resp->provenance_note);
+        }
     }
     propose(resp, ev);
     schedule(resp);
     maybe_close(resp);
+}
+
+/*
+ * Mitigation starts with provenance: the alert is read back from the Microsoft.Security API, and
+ * only the accounts and VMs that alert confirms are acted on. A record the API does not know, or
+ * whose type or entity differs, leads to an escalation and no task at all: a forged Kafka record
+ * can neither delete nor contain anything.
+ */
+static void start_mitigation(struct qn_response *resp, const char *why)
+{
+    if (resp->deadline != NULL) {
+        qn_loop_timer_disarm(resp->deadline);
+    }
+    resp->phase = QN_PHASE_MITIGATING;
+    resp->mitigation_reason = why;
+    QN_LOG_INFO("engine", "alert %s: mitigating: %s", resp->alert.id, why);
+    start_provenance(resp);
+    if (resp->provenance == QN_PROVENANCE_CHECKING) {
+        return; /* provenance_done continues */
+    }
+    if (resp->provenance == QN_PROVENANCE_FAILED) {
+        maybe_close(resp);
+        return;
+    }
+    continue_mitigation(resp);
 }
 
 /* After collect_evidence: the containment and eradication tasks the alert and evidence justify. */
@@ -757,9 +885,7 @@ static void plan_mitigation(struct qn_response *resp, int evidence_task)
         destructive_planned =
             destructive_planned || (qn_task_kind_writes(t->kind) && t->mode != QN_MODE_OBSERVE);
     }
-    if (destructive_planned) {
-        start_provenance(resp);
-    }
+    (void)destructive_planned;
 }
 
 /* Decrements the running counts of a task that ran (called from qn_task_finish paths). */

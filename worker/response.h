@@ -59,7 +59,8 @@ struct qn_response {
     bool verdict_seen;
     bool escalated;
     bool cancel_requested;
-    bool finished; /* a final event was published */
+    bool finished;                 /* a final event was published */
+    const char *mitigation_reason; /* static text: why mitigation started */
 };
 
 /* Engine services task.c needs. */

@@ -226,11 +226,12 @@ bool qn_task_may_write(struct qn_task *task, const char **why)
         *why = "out of scope: the subscription is not in policy.allowed_subscriptions";
         return false;
     }
+    if (task->kind != QN_TASK_DISMISS_ALERT && cfg->policy.provenance &&
+        resp->provenance != QN_PROVENANCE_VERIFIED) {
+        *why = "provenance: the alert could not be confirmed by the Microsoft.Security API";
+        return false;
+    }
     if (destructive(task->kind)) {
-        if (cfg->policy.provenance && resp->provenance != QN_PROVENANCE_VERIFIED) {
-            *why = "provenance: the alert could not be confirmed by the Microsoft.Security API";
-            return false;
-        }
         if (resp->destructive_writes >= cfg->policy.cap_per_alert) {
             *why = "cap reached: destructive actions per alert (policy.caps.per_alert)";
             resp->escalated = true;
