@@ -202,6 +202,15 @@ emit_simple(struct qn_response *resp, const char *type, const char *disc, const 
     return emit(resp, &ev);
 }
 
+/* Marks the response for escalation with the first reason given (copied). */
+static void escalate(struct qn_response *resp, const char *why)
+{
+    resp->escalated = true;
+    if (resp->escalation_note == NULL) {
+        resp->escalation_note = qn_strdup(why);
+    }
+}
+
 /* ---- tasks ------------------------------------------------------------------------------------
  */
 
@@ -478,7 +487,7 @@ static void provenance_done(struct qn_response *resp, enum qn_provenance result,
     QN_LOG_INFO("engine", "alert %s: provenance %s: %s", resp->alert.id,
                 result == QN_PROVENANCE_VERIFIED ? "verified" : "failed", note);
     if (result == QN_PROVENANCE_FAILED) {
-        resp->escalated = true;
+        escalate(resp, note);
         maybe_close(resp);
         return;
     }
@@ -540,48 +549,111 @@ static bool account_confirmed(const struct qn_account *acc, const char *text)
  * Microsoft.Security API also names; the others are dropped (never touched) and the response will
  * escalate, since a record naming more than the real alert is suspect.
  */
-static void confirm_targets(struct qn_response *resp, const char *text, char *note, size_t note_len)
+static bool record_names_account(const struct qn_alert *a, const struct qn_account *acc)
+{
+    for (size_t i = 0; i < a->account_count; i++) {
+        const struct qn_account *b = &a->accounts[i];
+        if ((acc->aad_user_id != NULL && b->aad_user_id != NULL &&
+             strcasecmp(acc->aad_user_id, b->aad_user_id) == 0) ||
+            (acc->upn != NULL && b->upn != NULL && strcasecmp(acc->upn, b->upn) == 0)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool record_names_vm(const struct qn_alert *a, const char *resource_id)
+{
+    for (size_t i = 0; i < a->vm_count; i++) {
+        if (strcasecmp(a->vms[i].resource_id, resource_id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The alert read back from the Microsoft.Security API is the source of truth for what to act on:
+ * its accounts and VMs replace the ones the Kafka record named. Targets only the record named are
+ * left alone and make the response escalate (the record is suspect); targets only the API names
+ * are added, so a forged record reusing a real alert's id cannot steer the response away from
+ * the real footprint. When the read-back cannot be decoded, the record's targets are kept only
+ * where the read-back text names them.
+ */
+static void confirm_targets(
+    struct qn_response *resp, const cJSON *body, const char *text, char *note, size_t note_len)
 {
     struct qn_alert *a = &resp->alert;
+    struct qn_alert api;
+    enum qn_reject_reason reason;
     struct qn_buf dropped;
     qn_buf_init(&dropped, 400);
-    size_t kept = 0;
-    for (size_t i = 0; i < a->account_count; i++) {
-        struct qn_account *acc = &a->accounts[i];
-        if (account_confirmed(acc, text)) {
-            a->accounts[kept++] = *acc;
-            continue;
+    if (qn_alert_decode(body, &api, &reason, NULL) == QN_OK) {
+        for (size_t i = 0; i < a->account_count; i++) {
+            if (!record_names_account(&api, &a->accounts[i])) {
+                note_name(&dropped, a->accounts[i].upn != NULL ? a->accounts[i].upn
+                                                               : a->accounts[i].aad_user_id);
+            }
         }
-        note_name(&dropped, acc->upn != NULL ? acc->upn : acc->aad_user_id);
-        qn_free(acc->aad_user_id);
-        qn_free(acc->upn);
-        qn_free(acc->name);
-        qn_free(acc->tenant_id);
-    }
-    a->account_count = kept;
-    kept = 0;
-    for (size_t i = 0; i < a->vm_count; i++) {
-        struct qn_vm *vm = &a->vms[i];
-        if (mentions(text, vm->resource_id) || strcasecmp(vm->resource_id, a->resource_id) == 0) {
-            a->vms[kept++] = *vm;
-            continue;
+        for (size_t i = 0; i < a->vm_count; i++) {
+            if (!record_names_vm(&api, a->vms[i].resource_id)) {
+                note_name(&dropped, a->vms[i].name);
+            }
         }
-        note_name(&dropped, vm->name);
-        qn_free(vm->resource_id);
-        qn_free(vm->name);
-        qn_free(vm->os_family);
+        /* swap the target lists: the API's become the response's */
+        struct qn_account *accounts = a->accounts;
+        size_t account_count = a->account_count;
+        struct qn_vm *vms = a->vms;
+        size_t vm_count = a->vm_count;
+        a->accounts = api.accounts;
+        a->account_count = api.account_count;
+        a->vms = api.vms;
+        a->vm_count = api.vm_count;
+        api.accounts = accounts;
+        api.account_count = account_count;
+        api.vms = vms;
+        api.vm_count = vm_count;
+        qn_alert_fini(&api);
+    } else {
+        size_t kept = 0;
+        for (size_t i = 0; i < a->account_count; i++) {
+            struct qn_account *acc = &a->accounts[i];
+            if (account_confirmed(acc, text)) {
+                a->accounts[kept++] = *acc;
+                continue;
+            }
+            note_name(&dropped, acc->upn != NULL ? acc->upn : acc->aad_user_id);
+            qn_free(acc->aad_user_id);
+            qn_free(acc->upn);
+            qn_free(acc->name);
+            qn_free(acc->tenant_id);
+        }
+        a->account_count = kept;
+        kept = 0;
+        for (size_t i = 0; i < a->vm_count; i++) {
+            struct qn_vm *vm = &a->vms[i];
+            if (mentions(text, vm->resource_id) ||
+                strcasecmp(vm->resource_id, a->resource_id) == 0) {
+                a->vms[kept++] = *vm;
+                continue;
+            }
+            note_name(&dropped, vm->name);
+            qn_free(vm->resource_id);
+            qn_free(vm->name);
+            qn_free(vm->os_family);
+        }
+        a->vm_count = kept;
     }
-    a->vm_count = kept;
     if (dropped.len > 0) {
-        resp->escalated = true;
         snprintf(note, note_len,
-                 "the Microsoft.Security API confirms the alert, but not these targets the record "
+                 "the Microsoft.Security API confirms the alert but not these targets the record "
                  "named, which are left alone: %s",
                  qn_buf_cstr(&dropped));
+        escalate(resp, note);
     } else {
         snprintf(note, note_len,
-                 "the Microsoft.Security API returned the alert with the same type and entity, and "
-                 "every account and VM it names");
+                 "the Microsoft.Security API returned the alert with the same type and entity; "
+                 "its accounts and VMs are the targets");
     }
     qn_buf_fini(&dropped);
 }
@@ -626,7 +698,7 @@ static void provenance_result(struct qn_http_result *res, const struct qn_error 
     if (type_ok && entity_ok) {
         char *text = cJSON_PrintUnformatted(body);
         char note[512];
-        confirm_targets(resp, text, note, sizeof(note));
+        confirm_targets(resp, body, text, note, sizeof(note));
         qn_free(text);
         cJSON_Delete(body);
         provenance_done(resp, QN_PROVENANCE_VERIFIED, note);
@@ -688,7 +760,7 @@ static void start_provenance(struct qn_response *resp)
     if (resp->alert.location == NULL) {
         resp->provenance = QN_PROVENANCE_FAILED;
         resp->provenance_note = qn_strdup("the alert names no location to read it back from");
-        resp->escalated = true;
+        escalate(resp, resp->provenance_note);
         return;
     }
     struct provenance_call *pc = qn_calloc(1, sizeof(*pc));
@@ -977,9 +1049,8 @@ static void maybe_close(struct qn_response *resp)
     if (resp->escalated) {
         resp->phase = QN_PHASE_ESCALATED;
         (void)emit_simple(resp, "quench.response.escalated", "final",
-                          resp->provenance == QN_PROVENANCE_FAILED
-                              ? (resp->provenance_note != NULL ? resp->provenance_note
-                                                               : "provenance check failed")
+                          resp->escalation_note != NULL
+                              ? resp->escalation_note
                               : "a blast-radius cap was reached; the remaining actions need a "
                                 "person");
         count(resp->engine, "quench_responses_total", "phase=\"escalated\"");
@@ -1026,6 +1097,7 @@ static void free_response(struct qn_response *resp)
     cJSON_Delete(resp->evidence);
     cJSON_Delete(resp->owner);
     qn_free(resp->provenance_note);
+    qn_free(resp->escalation_note);
     qn_alert_fini(&resp->alert);
     qn_free(resp);
 }

@@ -54,6 +54,7 @@ struct qn_response {
     cJSON *owner;    /* from resolve_owner: {"owners":[...], "candidates":[...]} */
     enum qn_provenance provenance;
     char *provenance_note;
+    char *escalation_note; /* why the response escalates, when it does */
     long destructive_writes;
     struct qn_loop_timer *deadline;
     bool verdict_seen;

@@ -235,12 +235,18 @@ bool qn_task_may_write(struct qn_task *task, const char **why)
         if (resp->destructive_writes >= cfg->policy.cap_per_alert) {
             *why = "cap reached: destructive actions per alert (policy.caps.per_alert)";
             resp->escalated = true;
+            if (resp->escalation_note == NULL) {
+                resp->escalation_note = qn_strdup(*why);
+            }
             return false;
         }
         if (!qn_engine_take_subscription_write(resp->engine, a->subscription_id)) {
             *why = "cap reached: destructive actions per subscription per hour "
                    "(policy.caps.per_subscription_hour)";
             resp->escalated = true;
+            if (resp->escalation_note == NULL) {
+                resp->escalation_note = qn_strdup(*why);
+            }
             return false;
         }
         resp->destructive_writes++;
