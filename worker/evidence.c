@@ -28,6 +28,7 @@
 
 #include "qn/mem.h"
 #include "qn/resid.h"
+#include "qn/timefmt.h"
 
 #define OID_CLAIM "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
@@ -82,55 +83,11 @@ static bool in_list(const struct qn_string_list *list, const char *value)
     return false;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-/* Parses an RFC 3339 / ISO 8601 timestamp ("...Z", "+00:00", 0-7 fraction digits) to epoch ms. */
-static bool parse_time(const char *s, int64_t *out_ms)
-{
-    int y, mo, d, h, mi, sec, used = 0;
-    if (s == NULL ||
-        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 ||
-        used < 19 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
-        return false;
-    }
-    const char *p = s + used;
-    int64_t ms = 0;
-    if (*p == '.') {
-        int64_t scale = 100;
-        for (p++; *p >= '0' && *p <= '9'; p++) {
-            ms += (*p - '0') * scale;
-            scale /= 10;
-        }
-    }
-    int64_t offset_min = 0;
-    if (*p == '+' || *p == '-') {
-        int oh = 0, om = 0;
-        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2) {
-            return false;
-        }
-        offset_min = (*p == '-' ? -1 : 1) * (oh * 60 + om);
-    } else if (*p != 'Z' && *p != 'z' && *p != '\0') {
-        return false;
-    }
-    int64_t days = days_from_civil(y, mo, d);
-    *out_ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms;
-    return true;
-}
-
 /* @returns true if @p when is a timestamp at or after @p since_ms. */
 static bool at_or_after(const char *when, int64_t since_ms)
 {
     int64_t t;
-    return parse_time(when, &t) && t >= since_ms;
+    return qn_time_parse_rfc3339(when, &t) && t >= since_ms;
 }
 
 /* What the decision needs besides the raw evidence. */
@@ -588,11 +545,11 @@ int qn_evidence_findings(const cJSON *evidence,
         return 0;
     }
     struct ctx x = {.evidence = evidence, .alert = alert, .cfg = cfg};
-    if (!parse_time(alert->start_time, &x.alert_start_ms)) {
+    if (!qn_time_parse_rfc3339(alert->start_time, &x.alert_start_ms)) {
         x.alert_start_ms = INT64_MAX;
     }
     const cJSON *window = cJSON_GetObjectItemCaseSensitive(evidence, "window");
-    if (!parse_time(str(window, "start"), &x.window_start_ms)) {
+    if (!qn_time_parse_rfc3339(str(window, "start"), &x.window_start_ms)) {
         x.window_start_ms = x.alert_start_ms;
     }
     if (x.window_start_ms > x.alert_start_ms) {
