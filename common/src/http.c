@@ -647,9 +647,9 @@ static void req_free(struct qn_http_req *r)
     }
     wipe_slist(r->headers);
     if (r->body != NULL) {
-        if ((r->flags & QN_HTTP_SECRET_BODY) != 0) {
-            OPENSSL_cleanse(r->body, r->body_len);
-        }
+        /* always: a write's body may hold a secret (a new password) even when the caller did
+         * not flag it, and request bodies are small */
+        OPENSSL_cleanse(r->body, r->body_len);
         qn_free(r->body);
     }
     if ((r->flags & QN_HTTP_SECRET_RESPONSE) != 0 && r->resp.body.data != NULL) {
@@ -1234,9 +1234,7 @@ static void call_destroy(struct qn_http_call *call)
         qn_free(call->headers);
     }
     if (call->body != NULL) {
-        if ((call->req_flags & QN_HTTP_SECRET_BODY) != 0) {
-            OPENSSL_cleanse(call->body, call->body_len);
-        }
+        OPENSSL_cleanse(call->body, call->body_len); /* see free_req: bodies may hold secrets */
         qn_free(call->body);
     }
     qn_buf_fini(&call->acc);
