@@ -80,7 +80,9 @@ static bool is_under(const char *child, const char *parent)
     if (plen == 0) {
         return true;
     }
-    return strncasecmp(child, parent, plen) == 0 && (child[plen] == '\0' || child[plen] == '/');
+    size_t clen = strlen(child);
+    return clen >= plen && strncasecmp(child, parent, plen) == 0 &&
+           (clen == plen || child[plen] == '/');
 }
 
 /*
