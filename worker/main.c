@@ -1,7 +1,7 @@
 /*
- * main.c - the quench command line: `run` (the worker), `plan` (offline preview), `check-config`
- * and `version`. The only place that chooses an exit status: 0 ok, 1 usage or input error,
- * 70 fatal runtime error, 78 bad configuration.
+ * main.c - the quench command line: `run` (the worker), `plan` (offline preview), `check-config`,
+ * `replay-dlq` (replay_dlq.h) and `version`. The only place that chooses an exit status: 0 ok,
+ * 1 usage or input error, 70 fatal runtime error, 78 bad configuration.
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +11,7 @@
 #include "plan_cmd.h"
 #include "qn/log.h"
 #include "qn/mem.h"
+#include "replay_dlq.h"
 #include "version.h"
 
 extern char **environ;
@@ -26,6 +27,8 @@ static void usage(FILE *out)
         "       quench plan [--config FILE] [FILE|-]\n"
         "                                        print the outcome events a value would produce\n"
         "       quench check-config FILE        validate a config and print it, secrets redacted\n"
+        "       quench replay-dlq --config FILE [--reason CODE]... [--dry-run] [--max N]\n"
+        "                                        re-send dead-lettered records to their topic\n"
         "       quench version\n"
         "Environment variables QUENCH_* override the file (QUENCH_KAFKA_<PROP> sets "
         "kafka.<prop>).\n");
@@ -136,6 +139,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;
+    }
+    if (strcmp(cmd, "replay-dlq") == 0) {
+        return qn_replay_dlq_main(argc - 1, argv + 1, environ);
     }
     if (parse_args(argc, argv, &config, &arg) != 0) {
         usage(stderr);
