@@ -219,6 +219,9 @@ static enum qn_mode task_mode(const struct qn_config *cfg, enum qn_task_kind kin
     if (!qn_task_kind_writes(kind)) {
         return QN_MODE_ENFORCE; /* reads run even in dry run: they write nothing */
     }
+    if (cfg->policy.kill_switch) {
+        return QN_MODE_OBSERVE; /* every write off: skipped before any call (task.c refuses too) */
+    }
     return qn_config_effective_mode(cfg, kind);
 }
 
