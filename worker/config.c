@@ -48,6 +48,7 @@ static const struct entry config_table[] = {
     {"role", "QUENCH_ROLE", T_STR, OFF(role), 0, 0, "all"},
     {"kafka", NULL, T_KAFKA, 0, 0, 0, NULL},
     {"kafka_secret_files", NULL, T_KAFKA_FILES, 0, 0, 0, NULL},
+    {"kafka_oauth", "QUENCH_KAFKA_OAUTH", T_STR, OFF(kafka_oauth), 0, 0, "none"},
     {"topics.input", "QUENCH_TOPICS_INPUT", T_STR, OFF(topics.input), 0, 0, "defender.alerts"},
     {"topics.verdicts", "QUENCH_TOPICS_VERDICTS", T_STR, OFF(topics.verdicts), 0, 0,
      "quench.verdicts"},
@@ -665,6 +666,47 @@ static bool topic_name_ok(const char *name)
     return true;
 }
 
+/* kafka_oauth "azure": Entra ID tokens through the refresh callback (worker/kafka_oauth.h). */
+static qn_err_t validate_kafka_oauth(const struct qn_config *cfg, struct qn_error *err)
+{
+    const char *names[] = {"sasl.mechanism", "sasl.mechanisms"};
+    bool oauthbearer = false;
+    for (int i = 0; i < 2; i++) {
+        const char *mech = qn_config_kafka_get(cfg, names[i]);
+        if (mech != NULL && strcmp(mech, "OAUTHBEARER") != 0) {
+            return qn_error_set(err, QN_ERR_CONFIG,
+                                "config key 'kafka_oauth' is \"azure\" but 'kafka.%s' is '%s': "
+                                "Entra ID tokens need OAUTHBEARER",
+                                names[i], mech);
+        }
+        oauthbearer = oauthbearer || mech != NULL;
+    }
+    if (!oauthbearer) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'kafka_oauth' is \"azure\": set 'kafka.sasl.mechanism' "
+                            "to OAUTHBEARER (and 'kafka.security.protocol' to SASL_SSL)");
+    }
+    if (strcmp(cfg->azure.credential, "none") == 0) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'kafka_oauth' is \"azure\" but 'azure.credential' is "
+                            "\"none\": choose secret, certificate, workload or managed");
+    }
+    const char *method = qn_config_kafka_get(cfg, "sasl.oauthbearer.method");
+    if (method != NULL && strcmp(method, "default") != 0) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'kafka.sasl.oauthbearer.method' is '%s': with "
+                            "kafka_oauth \"azure\" quench supplies the tokens (leave it unset)",
+                            method);
+    }
+    const char *jwt = qn_config_kafka_get(cfg, "enable.sasl.oauthbearer.unsecure.jwt");
+    if (jwt != NULL && strcmp(jwt, "false") != 0) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'kafka.enable.sasl.oauthbearer.unsecure.jwt' cannot be "
+                            "used with kafka_oauth \"azure\"");
+    }
+    return QN_OK;
+}
+
 static qn_err_t validate(const struct qn_config *cfg, int flags, struct qn_error *err)
 {
     bool level_ok = false;
@@ -709,6 +751,18 @@ static qn_err_t validate(const struct qn_config *cfg, int flags, struct qn_error
                             "config key 'azure.credential': '%s' is not none, secret, certificate, "
                             "workload or managed",
                             cfg->azure.credential);
+    }
+    static const char *const kafka_oauths[] = {"none", "azure", NULL};
+    if (!one_of(cfg->kafka_oauth, kafka_oauths)) {
+        return qn_error_set(err, QN_ERR_CONFIG,
+                            "config key 'kafka_oauth': '%s' is not none or azure",
+                            cfg->kafka_oauth);
+    }
+    if (strcmp(cfg->kafka_oauth, "azure") == 0) {
+        qn_err_t rc = validate_kafka_oauth(cfg, err);
+        if (rc != QN_OK) {
+            return rc;
+        }
     }
     static const char *const severities[] = {"High", "Medium", "Low", "Informational"};
     for (int i = 0; i < 4; i++) {

@@ -31,6 +31,7 @@ struct qn_config {
     char *role;          /* "all", "ingest" (input and verdicts only) or "respond" (work only) */
     struct qn_kv *kafka; /* pass-through properties, in file order, env overrides last */
     size_t kafka_count;
+    char *kafka_oauth; /* "none" or "azure": OAUTHBEARER tokens from Entra ID (kafka_oauth.h) */
 
     struct {
         char *input;

@@ -27,6 +27,7 @@
 
 #include "engine.h"
 #include "ingest.h"
+#include "kafka_oauth.h"
 #include "outcome.h"
 #include "plan.h"
 #include "qn/crypto.h"
@@ -60,6 +61,7 @@ struct worker {
     struct qn_ingest *ingest;
     struct qn_respond *respond;
     struct qn_engine *engine; /* NULL when azure.credential is "none": observe plans only */
+    struct qn_kafka_oauth *kafka_oauth; /* NULL unless kafka_oauth is "azure" */
     struct qn_tracker *tracker;
     rd_kafka_topic_t *output_topics[4]; /* work, state, outcomes, dlq: kept for warm metadata */
     struct qn_loop_timer *tick;
@@ -540,7 +542,9 @@ static void on_signal(struct qn_loop *loop, int signo, void *opaque)
     w->stopping = 1;
     w->stop_deadline = qn_loop_now(loop) + w->cfg->shutdown.budget_ms;
     qn_loop_unwatch_fd(loop, w->consumer_pipe[0]);
-    qn_loop_timer_arm(w->tick, 0);
+    if (w->tick != NULL) { /* NULL while start-up waits for the first OAUTHBEARER token */
+        qn_loop_timer_arm(w->tick, 0);
+    }
 }
 
 /* ---- librdkafka callbacks -------------------------------------------------------------------- */
@@ -566,6 +570,14 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         return;
     }
     QN_LOG_WARN("kafka", "%s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* Served by rd_kafka_poll / rd_kafka_consumer_poll, i.e. on the loop thread. */
+static void oauth_refresh_cb(rd_kafka_t *rk, const char *oauthbearer_config, void *opaque)
+{
+    (void)oauthbearer_config;
+    struct worker *w = opaque;
+    qn_kafka_oauth_refresh(w->kafka_oauth, rk);
 }
 
 static void log_partitions(const char *what, const rd_kafka_topic_partition_list_t *parts)
@@ -659,6 +671,9 @@ static rd_kafka_conf_t *build_conf(struct worker *w, const struct header *defaul
     rd_kafka_conf_set_opaque(conf, w);
     rd_kafka_conf_set_log_cb(conf, log_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
+    if (w->kafka_oauth != NULL) {
+        rd_kafka_conf_set_oauthbearer_token_refresh_cb(conf, oauth_refresh_cb);
+    }
     return conf;
 }
 
@@ -742,6 +757,15 @@ static int create_kafka(struct worker *w)
         rd_kafka_conf_destroy(pconf);
         QN_LOG_ERROR("kafka", "cannot create the producer: %s", errstr);
         return EXIT_CONFIG;
+    }
+    if (w->kafka_oauth != NULL) {
+        /* No broker connection before a token: get the first one now, before the lookup below. */
+        struct qn_error err = {0};
+        qn_err_t orc = qn_kafka_oauth_wait(w->kafka_oauth, w->producer, 30000, &err);
+        if (orc != QN_OK) {
+            QN_LOG_ERROR("kafka", "cannot get an OAUTHBEARER token: %s", err.msg);
+            return orc == QN_ERR_AUTH || orc == QN_ERR_CONFIG ? EXIT_CONFIG : EXIT_FATAL;
+        }
     }
     const struct header consumer_defaults[] = {
         {"client.id", "quench"},
@@ -860,6 +884,11 @@ static int setup(struct worker *w)
         QN_LOG_ERROR("worker", "start-up failed: out of memory");
         return EXIT_FATAL;
     }
+    if (qn_kafka_oauth_enabled(w->cfg) &&
+        qn_kafka_oauth_new(w->loop, w->cfg, &w->kafka_oauth, &err) != QN_OK) {
+        QN_LOG_ERROR("config", "cannot set up Kafka OAUTHBEARER tokens: %s", err.msg);
+        return EXIT_CONFIG;
+    }
     int rc = create_kafka(w);
     if (rc != 0) {
         return rc;
@@ -953,6 +982,8 @@ static void teardown(struct worker *w)
         rd_kafka_destroy(w->producer);
         w->producer = NULL;
     }
+    qn_kafka_oauth_free(w->kafka_oauth); /* after the handles it sets tokens on */
+    w->kafka_oauth = NULL;
     qn_loop_timer_free(w->tick);
     qn_loop_timer_free(w->more);
     qn_httpd_stop(w->httpd);

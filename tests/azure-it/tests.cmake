@@ -36,3 +36,13 @@ qn_add_azure_test(azure_sim_reference 300
 qn_add_azure_test(azure_burst 240
     ${QN_PYTHON} ${CMAKE_SOURCE_DIR}/bench/azure-burst --bin ${CMAKE_BINARY_DIR}/bin
     --requests 5000 --subscriptions 10 --check-no-429)
+
+# Kafka SASL/OAUTHBEARER with Entra ID tokens (worker/kafka_oauth.c): quench-oauthtool runs the
+# worker's token refresh callback in a librdkafka producer; test_oauthbearer.py checks that the
+# simulator's token reaches librdkafka and a small SASL broker, and that the docker/eventhubs
+# presets load.
+add_executable(quench-oauthtool ${CMAKE_CURRENT_SOURCE_DIR}/azure-it/oauthtool.c)
+target_link_libraries(quench-oauthtool PRIVATE qn_worker qn_common)
+set_target_properties(quench-oauthtool PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
+qn_add_azure_test(azure_oauthbearer 180
+    ${QN_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/azure-it/test_oauthbearer.py)
